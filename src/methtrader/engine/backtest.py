@@ -1,0 +1,312 @@
+"""The backtest runner: the engine with a simulated clock and the in-process matching engine.
+
+Bars of all symbols are merged on one timeline. A strategy whose decisions come from a
+vectorisable `signal` is evaluated on whole arrays first; the runner then wakes the engine only
+on bars where something can happen (a signal change, an order to fill, a target not yet met,
+funding, a liquidation) and marks equity between them in numpy. Every decision still runs
+through the same engine, venue and ledger code as live trading.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+import numpy as np
+
+from methtrader.engine.clock import SimClock
+from methtrader.engine.engine import Engine
+from methtrader.engine.ids import SequentialIds
+from methtrader.engine.portfolio import Portfolio
+from methtrader.engine.result import BacktestResult
+from methtrader.engine.risk_hook import RiskHook
+from methtrader.exchange.sim.matching import MatchingEngine, SimConfig, StepBar
+from methtrader.model import Bar, BarSeries, Instrument
+from methtrader.strategies.base import Strategy
+from methtrader.strategies.indicators import Frame, vector_columns
+
+Progress = Callable[[int, int], None]
+PROGRESS_EVERY = 50_000
+
+
+@dataclass
+class _Feed:
+    """One symbol's bars aligned to the merged timeline."""
+
+    series: BarSeries
+    instrument: Instrument
+    bar_index: np.ndarray  # per timeline step: index into series, -1 when the symbol has no bar
+    close: np.ndarray  # per timeline step: last close so far (NaN before the first bar)
+    low: np.ndarray  # the bar's low, or the last close when the symbol has no bar at that step
+    high: np.ndarray
+    funding: np.ndarray  # funding intervals settled at this bar's open
+    columns: dict[str, np.ndarray]  # indicators and bar columns over the series (not the timeline)
+
+
+def _align(series: BarSeries, instrument: Instrument, timeline: np.ndarray, funding_ms: int) -> _Feed:
+    n = len(series)
+    if n and np.array_equal(series.ts, timeline):
+        bar_index = np.arange(n)
+        close, low, high = series.close, series.low, series.high
+    else:
+        pos = np.searchsorted(series.ts, timeline)
+        has = (pos < n) & (series.ts[np.minimum(pos, n - 1)] == timeline)
+        bar_index = np.where(has, pos, -1)
+        last = np.searchsorted(series.ts, timeline, "right") - 1
+        close = np.where(last >= 0, series.close[np.maximum(last, 0)], np.nan)
+        low = np.where(has, series.low[np.minimum(pos, n - 1)], close)
+        high = np.where(has, series.high[np.minimum(pos, n - 1)], close)
+    periods = series.ts // funding_ms
+    own_funding = np.empty(n, dtype=np.int64)
+    if n:
+        own_funding[0] = 1 if series.ts[0] % funding_ms == 0 else 0
+        own_funding[1:] = np.diff(periods)
+    return _Feed(series, instrument, bar_index, close, low, high, own_funding, {})
+
+
+def _round_to_ticks(series: BarSeries, tick: Decimal) -> BarSeries:
+    """Snap bar prices to the instrument's tick, as an exchange would have printed them."""
+    t = float(tick)
+
+    def snap(x: np.ndarray) -> np.ndarray:
+        return np.round(np.round(x / t) * t, 12)
+
+    o, h, low, c = snap(series.open), snap(series.high), snap(series.low), snap(series.close)
+    return BarSeries(
+        series.symbol,
+        series.ts,
+        o,
+        np.maximum(h, np.maximum(o, c)),
+        np.minimum(low, np.minimum(o, c)),
+        c,
+        series.volume,
+    )
+
+
+class BacktestRunner:
+    """Drive one strategy over historical bars; `run()` returns a BacktestResult."""
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        data: Sequence[tuple[BarSeries, Instrument]],
+        cash: Decimal = Decimal(10_000),
+        config: SimConfig | None = None,
+        risk: RiskHook | None = None,
+        vectorised: bool | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        if not data:
+            raise ValueError("a backtest needs at least one bar series")
+        symbols = [s.symbol for s, _ in data]
+        if len(set(symbols)) != len(symbols):
+            raise ValueError(f"duplicate symbols in backtest data: {symbols}")
+        self.config = config or SimConfig()
+        self.strategy = strategy
+        self.cash = cash
+        self.progress = progress
+        self.vectorised = strategy.is_vectorisable() if vectorised is None else vectorised
+        if self.vectorised and not strategy.is_vectorisable():
+            raise ValueError(f"{strategy.label} has no vectorisable signal")
+        series_list = [_round_to_ticks(s, inst.tick_size) for s, inst in data]
+        if len(series_list) == 1:
+            self.timeline = series_list[0].ts
+        else:
+            self.timeline = np.unique(np.concatenate([s.ts for s in series_list]))
+        self.feeds = {
+            s.symbol: _align(s, inst, self.timeline, self.config.funding_interval_ms)
+            for s, (_, inst) in zip(series_list, data, strict=True)
+        }
+        self.instruments = {sym: f.instrument for sym, f in self.feeds.items()}
+        self.clock = SimClock(int(self.timeline[0]) if len(self.timeline) else 0)
+        self.venue = MatchingEngine(self.instruments.values(), cash, self.config)
+        self.portfolio = Portfolio(cash, self.venue.leverage)
+        self.engine = Engine(
+            strategy,
+            self.venue,
+            self.instruments,
+            self.clock,
+            self.portfolio,
+            SequentialIds(),
+            risk,
+        )
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> BacktestResult:
+        n = len(self.timeline)
+        self.equity = np.empty(n)
+        self.exposure = np.empty(n)
+        indicators = self.strategy.indicators()
+        for feed in self.feeds.values():
+            feed.columns = vector_columns(indicators, feed.series)
+        targets = self._vector_targets() if self.vectorised else None
+        wakes = self._wake_steps(targets) if targets is not None else None
+        self.strategy.on_start()
+        funding_steps = self._funding_steps()
+        i, w, reported = 0, 0, 0
+        while i < n:
+            self._step(i, targets)
+            nxt = i + 1
+            if wakes is not None and not self._busy():
+                while w < len(wakes) and wakes[w] <= i:
+                    w += 1
+                nxt = int(wakes[w]) if w < len(wakes) else n
+                if nxt > i + 1:
+                    nxt = self._next_event(i, nxt, funding_steps)
+                    self._mark(i + 1, nxt)
+            i = nxt
+            if self.progress is not None and i - reported >= PROGRESS_EVERY:
+                reported = i
+                self.progress(i, n)
+        self.strategy.on_stop()
+        if self.progress is not None:
+            self.progress(n, n)
+        return self._result()
+
+    def _busy(self) -> bool:
+        """The engine must look at the very next bar: orders are working or a target is unmet."""
+        return self.venue.has_open_orders() or self.strategy.unsatisfied()
+
+    def _vector_targets(self) -> dict[str, np.ndarray]:
+        """Signals over whole series, forward-filled into held targets (NaN until the first)."""
+        targets = {}
+        for symbol, feed in self.feeds.items():
+            raw = np.broadcast_to(
+                np.asarray(self.strategy.signal(Frame(feed.columns, None)), dtype=float), len(feed.series)
+            )
+            valid = ~np.isnan(raw)
+            last = np.where(valid, np.arange(len(raw)), -1)
+            np.maximum.accumulate(last, out=last)
+            targets[symbol] = np.where(last >= 0, raw[np.maximum(last, 0)], np.nan)
+        return targets
+
+    def _wake_steps(self, targets: dict[str, np.ndarray]) -> np.ndarray:
+        """Timeline steps where some symbol's held target changes (the first target included)."""
+        steps = []
+        for symbol, held in targets.items():
+            feed = self.feeds[symbol]
+            prev = np.concatenate(([np.nan], held[:-1]))
+            changed = (held != prev) & ~np.isnan(held)
+            bars = np.flatnonzero(changed)
+            timeline_steps = np.flatnonzero(feed.bar_index >= 0)
+            steps.append(timeline_steps[bars])
+        return np.unique(np.concatenate(steps)) if steps else np.empty(0, dtype=np.int64)
+
+    def _funding_steps(self) -> np.ndarray:
+        if not self.config.funding_rate:
+            return np.empty(0, dtype=np.int64)
+        marks = np.zeros(len(self.timeline), dtype=bool)
+        for feed in self.feeds.values():
+            has = feed.bar_index >= 0
+            marks[has] |= feed.funding[feed.bar_index[has]] > 0
+        return np.flatnonzero(marks)
+
+    def _next_event(self, i: int, nxt: int, funding_steps: np.ndarray) -> int:
+        """Pull the next wake forward to a funding settlement or a liquidation, when positions
+        are open; otherwise nothing can happen before `nxt`."""
+        symbols, _ = self.venue.held()
+        if not symbols:
+            return nxt
+        if len(funding_steps):
+            k = int(np.searchsorted(funding_steps, i, "right"))
+            if k < len(funding_steps):
+                nxt = min(nxt, int(funding_steps[k]))
+        if nxt > i + 1:
+            lows = {s: self.feeds[s].low[i + 1 : nxt] for s in symbols}
+            highs = {s: self.feeds[s].high[i + 1 : nxt] for s in symbols}
+            hit = self.venue.scan_liquidation(lows, highs)
+            if hit is not None:
+                nxt = i + 1 + hit
+        return nxt
+
+    def _step(self, i: int, targets: dict[str, np.ndarray] | None) -> None:
+        ts = int(self.timeline[i])
+        self.clock.advance_to(ts)
+        present = []
+        step_bars = []
+        for symbol, feed in self.feeds.items():
+            k = int(feed.bar_index[i])
+            if k < 0:
+                continue
+            s = feed.series
+            present.append((symbol, feed, k))
+            step_bars.append(
+                StepBar(
+                    symbol,
+                    float(s.open[k]),
+                    float(s.high[k]),
+                    float(s.low[k]),
+                    float(s.close[k]),
+                    float(s.volume[k]),
+                    int(feed.funding[k]),
+                )
+            )
+        n_funding = len(self.venue.funding)
+        fills = self.venue.process_step(ts, step_bars)
+        for payment in self.venue.funding[n_funding:]:
+            self.engine.on_funding(payment.amount)
+        if fills:
+            self.engine.on_fills(fills)
+        self.engine.risk.on_step(ts)
+        self._mark(i, i + 1)
+        for (symbol, feed, k), bar in zip(present, step_bars, strict=True):
+            if targets is not None:
+                self.strategy.hold_target(symbol, float(targets[symbol][k]))
+            else:
+                self.engine.frames[symbol] = Frame(feed.columns, k)
+                self.strategy.on_bar(Bar(symbol, ts, bar.open, bar.high, bar.low, bar.close, bar.volume))
+
+    def _mark(self, a: int, b: int) -> None:
+        """Equity and gross exposure at the closes of steps [a, b) with the current positions."""
+        if b <= a:
+            return
+        wallet, held = self.portfolio.snapshot()
+        if b == a + 1:
+            equity, exposure = wallet, 0.0
+            for symbol, qty, cost in held:
+                close = self.feeds[symbol].close[a]
+                equity = equity + (qty * close - cost)
+                exposure = exposure + abs(qty) * close
+            self.equity[a] = equity
+            self.exposure[a] = exposure
+            return
+        self.equity[a:b] = wallet
+        self.exposure[a:b] = 0.0
+        for symbol, qty, cost in held:
+            close = self.feeds[symbol].close[a:b]
+            self.equity[a:b] = self.equity[a:b] + (qty * close - cost)
+            self.exposure[a:b] = self.exposure[a:b] + abs(qty) * close
+
+    def _result(self) -> BacktestResult:
+        account = self.portfolio.account
+        interval = min((f.series.median_interval_ms for f in self.feeds.values()), default=0)
+        return BacktestResult(
+            strategy=self.strategy.label,
+            params=self.strategy.params(),
+            symbols=list(self.feeds),
+            ts=self.timeline,
+            equity=self.equity,
+            gross_exposure=self.exposure,
+            fills=list(self.venue.fills),
+            orders=list(self.engine.orders),
+            initial_cash=self.cash,
+            wallet_balance=account.wallet_balance,
+            fees_paid=account.fees_paid,
+            funding_paid=account.funding_paid,
+            bar_interval_ms=interval,
+            liquidations=self.venue.liquidations,
+            meta={"vectorised": self.vectorised},
+        )
+
+
+def run_backtest(
+    strategy: Strategy,
+    data: Sequence[tuple[BarSeries, Instrument]],
+    cash: Decimal = Decimal(10_000),
+    config: SimConfig | None = None,
+    **kwargs: object,
+) -> BacktestResult:
+    """Convenience wrapper: build a BacktestRunner and run it."""
+    return BacktestRunner(strategy, data, cash, config, **kwargs).run()  # type: ignore[arg-type]
+
+
+__all__ = ["BacktestRunner", "run_backtest"]
