@@ -16,9 +16,10 @@ import numpy as np
 from methtrader.engine.clock import SimClock
 from methtrader.engine.engine import Engine
 from methtrader.engine.ids import SequentialIds
-from methtrader.engine.portfolio import Portfolio
+from methtrader.engine.portfolio import HeldFloat, Portfolio
 from methtrader.engine.result import BacktestResult
 from methtrader.engine.risk_hook import RiskHook
+from methtrader.exchange.sim.margin import liquidation_trigger
 from methtrader.exchange.sim.matching import MatchingEngine, SimConfig, StepBar
 from methtrader.model import Bar, BarSeries, Instrument
 from methtrader.strategies.base import Strategy
@@ -133,18 +134,18 @@ class BacktestRunner:
     # ------------------------------------------------------------------ run
     def run(self) -> BacktestResult:
         n = len(self.timeline)
-        self.equity = np.empty(n)
-        self.exposure = np.empty(n)
         indicators = self.strategy.indicators()
         for feed in self.feeds.values():
-            feed.columns = vector_columns(indicators, feed.series)
+            feed.columns = vector_columns(indicators, feed.series, float(feed.instrument.tick_size))
         targets = self._vector_targets() if self.vectorised else None
-        wakes = self._wake_steps(targets) if targets is not None else None
+        changes = self._target_changes(targets) if targets is not None else None
+        wakes = self._wake_steps(changes) if changes is not None else None
         self.strategy.on_start()
         funding_steps = self._funding_steps()
+        self._states: list[tuple[int, float, HeldFloat]] = []
         i, w, reported = 0, 0, 0
         while i < n:
-            self._step(i, targets)
+            self._step(i, targets, changes)
             nxt = i + 1
             if wakes is not None and not self._busy():
                 while w < len(wakes) and wakes[w] <= i:
@@ -152,7 +153,6 @@ class BacktestRunner:
                 nxt = int(wakes[w]) if w < len(wakes) else n
                 if nxt > i + 1:
                     nxt = self._next_event(i, nxt, funding_steps)
-                    self._mark(i + 1, nxt)
             i = nxt
             if self.progress is not None and i - reported >= PROGRESS_EVERY:
                 reported = i
@@ -160,6 +160,7 @@ class BacktestRunner:
         self.strategy.on_stop()
         if self.progress is not None:
             self.progress(n, n)
+        self.equity, self.exposure = self._mark_all()
         return self._result()
 
     def _busy(self) -> bool:
@@ -179,16 +180,17 @@ class BacktestRunner:
             targets[symbol] = np.where(last >= 0, raw[np.maximum(last, 0)], np.nan)
         return targets
 
-    def _wake_steps(self, targets: dict[str, np.ndarray]) -> np.ndarray:
-        """Timeline steps where some symbol's held target changes (the first target included)."""
-        steps = []
+    def _target_changes(self, targets: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Per symbol and bar: does the held target differ from the previous bar's?"""
+        changes = {}
         for symbol, held in targets.items():
-            feed = self.feeds[symbol]
             prev = np.concatenate(([np.nan], held[:-1]))
-            changed = (held != prev) & ~np.isnan(held)
-            bars = np.flatnonzero(changed)
-            timeline_steps = np.flatnonzero(feed.bar_index >= 0)
-            steps.append(timeline_steps[bars])
+            changes[symbol] = (held != prev) & ~np.isnan(held)
+        return changes
+
+    def _wake_steps(self, changes: dict[str, np.ndarray]) -> np.ndarray:
+        """Timeline steps where some symbol's held target changes (the first target included)."""
+        steps = [np.flatnonzero(self.feeds[s].bar_index >= 0)[np.flatnonzero(c)] for s, c in changes.items()]
         return np.unique(np.concatenate(steps)) if steps else np.empty(0, dtype=np.int64)
 
     def _funding_steps(self) -> np.ndarray:
@@ -210,7 +212,7 @@ class BacktestRunner:
             k = int(np.searchsorted(funding_steps, i, "right"))
             if k < len(funding_steps):
                 nxt = min(nxt, int(funding_steps[k]))
-        if nxt > i + 1:
+        if nxt > i + 1 and not self._cannot_liquidate(symbols, i + 1, nxt):
             lows = {s: self.feeds[s].low[i + 1 : nxt] for s in symbols}
             highs = {s: self.feeds[s].high[i + 1 : nxt] for s in symbols}
             hit = self.venue.scan_liquidation(lows, highs)
@@ -218,7 +220,22 @@ class BacktestRunner:
                 nxt = i + 1 + hit
         return nxt
 
-    def _step(self, i: int, targets: dict[str, np.ndarray] | None) -> None:
+    def _cannot_liquidate(self, symbols: list[str], a: int, b: int) -> bool:
+        """Cheap exclusion for one position: the segment's extreme price stays clear of the
+        liquidation trigger by a margin far above float error; the exact scan decides otherwise."""
+        if len(symbols) != 1:
+            return False
+        _, held = self.venue.held()
+        qty, cost, mmr = held[0]
+        trigger = liquidation_trigger(self.venue.wallet_float, qty, cost, mmr)
+        feed = self.feeds[symbols[0]]
+        if qty > 0:
+            return bool(feed.low[a:b].min() > trigger + abs(trigger) * 1e-9)
+        return bool(feed.high[a:b].max() < trigger - abs(trigger) * 1e-9)
+
+    def _step(
+        self, i: int, targets: dict[str, np.ndarray] | None, changes: dict[str, np.ndarray] | None
+    ) -> None:
         ts = int(self.timeline[i])
         self.clock.advance_to(ts)
         present = []
@@ -247,34 +264,33 @@ class BacktestRunner:
         if fills:
             self.engine.on_fills(fills)
         self.engine.risk.on_step(ts)
-        self._mark(i, i + 1)
+        state = self.portfolio.snapshot()
+        if not self._states or self._states[-1][1:] is not state:
+            self._states.append((i, *state))
         for (symbol, feed, k), bar in zip(present, step_bars, strict=True):
-            if targets is not None:
-                self.strategy.hold_target(symbol, float(targets[symbol][k]))
+            if targets is not None and changes is not None:
+                if changes[symbol][k] or self.strategy.unsatisfied():
+                    self.strategy.hold_target(symbol, float(targets[symbol][k]))
             else:
                 self.engine.frames[symbol] = Frame(feed.columns, k)
                 self.strategy.on_bar(Bar(symbol, ts, bar.open, bar.high, bar.low, bar.close, bar.volume))
 
-    def _mark(self, a: int, b: int) -> None:
-        """Equity and gross exposure at the closes of steps [a, b) with the current positions."""
-        if b <= a:
-            return
-        wallet, held = self.portfolio.snapshot()
-        if b == a + 1:
-            equity, exposure = wallet, 0.0
-            for symbol, qty, cost in held:
-                close = self.feeds[symbol].close[a]
-                equity = equity + (qty * close - cost)
-                exposure = exposure + abs(qty) * close
-            self.equity[a] = equity
-            self.exposure[a] = exposure
-            return
-        self.equity[a:b] = wallet
-        self.exposure[a:b] = 0.0
-        for symbol, qty, cost in held:
-            close = self.feeds[symbol].close[a:b]
-            self.equity[a:b] = self.equity[a:b] + (qty * close - cost)
-            self.exposure[a:b] = self.exposure[a:b] + abs(qty) * close
+    def _mark_all(self) -> tuple[np.ndarray, np.ndarray]:
+        """Equity and gross exposure at every close, from the portfolio states recorded at the
+        steps where they changed: piecewise-constant positions marked in one numpy pass."""
+        n = len(self.timeline)
+        starts = np.array([s[0] for s in self._states], dtype=np.int64)
+        segment = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, n)))
+        equity = np.array([s[1] for s in self._states])[segment]
+        exposure = np.zeros(n)
+        for symbol in sorted(self.feeds):
+            qty = np.array([_held_value(s[2], symbol, 1) for s in self._states])[segment]
+            cost = np.array([_held_value(s[2], symbol, 2) for s in self._states])[segment]
+            held = qty != 0
+            close = self.feeds[symbol].close
+            equity = equity + np.where(held, qty * close - cost, 0.0)
+            exposure = exposure + np.where(held, np.abs(qty) * close, 0.0)
+        return equity, exposure
 
     def _result(self) -> BacktestResult:
         account = self.portfolio.account
@@ -296,6 +312,13 @@ class BacktestRunner:
             liquidations=self.venue.liquidations,
             meta={"vectorised": self.vectorised},
         )
+
+
+def _held_value(held: HeldFloat, symbol: str, field: int) -> float:
+    for entry in held:
+        if entry[0] == symbol:
+            return entry[field]  # type: ignore[return-value]
+    return 0.0
 
 
 def run_backtest(

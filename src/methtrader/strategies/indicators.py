@@ -10,6 +10,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from methtrader.model import Bar, BarSeries
 
+PRICE_COLUMNS = frozenset({"open", "high", "low", "close"})
+
 
 class IndicatorStream(Protocol):
     def update(self, bar: Bar) -> float:
@@ -18,15 +20,19 @@ class IndicatorStream(Protocol):
 
 
 class Indicator(Protocol):
-    def vector(self, series: BarSeries) -> np.ndarray: ...
+    """`tick` is the instrument's price increment: prices are exact multiples of it, which lets
+    sums run in exact integers (so exact ties stay ties); None means plain float arithmetic."""
 
-    def stream(self) -> IndicatorStream: ...
+    def vector(self, series: BarSeries, tick: float | None = None) -> np.ndarray: ...
+
+    def stream(self, tick: float | None = None) -> IndicatorStream: ...
 
 
 @dataclass(frozen=True)
 class SMA:
-    """Simple moving average as a difference of running sums: np.cumsum adds left to right, and
-    the stream adds in the same order, so both give bit-identical values."""
+    """Simple moving average as a difference of running sums. On price columns the sums are
+    integers of ticks — exact, so two averages that are equal in decimal are equal as floats;
+    otherwise float sums in the order np.cumsum adds them. The stream does the same operations."""
 
     period: int
     source: str = "close"
@@ -35,34 +41,43 @@ class SMA:
         if self.period < 1:
             raise ValueError(f"SMA period must be >= 1, got {self.period}")
 
-    def vector(self, series: BarSeries) -> np.ndarray:
+    def _tick(self, tick: float | None) -> float | None:
+        return tick if tick and self.source in PRICE_COLUMNS else None
+
+    def vector(self, series: BarSeries, tick: float | None = None) -> np.ndarray:
         x = series.column(self.source)
-        csum = np.cumsum(x)
+        tick = self._tick(tick)
+        csum = np.cumsum(np.rint(x / tick).astype(np.int64) if tick else x)
         out = np.full(len(x), np.nan)
         n = self.period
         if len(x) >= n:
-            out[n - 1] = csum[n - 1] / n
-            out[n:] = (csum[n:] - csum[:-n]) / n
+            sums = csum[n - 1 :] - np.concatenate(([0], csum[:-n]))
+            out[n - 1 :] = sums / n * tick if tick else sums / n
         return out
 
-    def stream(self) -> "_SMAStream":
-        return _SMAStream(self.period, self.source)
+    def stream(self, tick: float | None = None) -> "_SMAStream":
+        return _SMAStream(self.period, self.source, self._tick(tick))
 
 
 class _SMAStream:
-    def __init__(self, period: int, source: str) -> None:
+    def __init__(self, period: int, source: str, tick: float | None) -> None:
         self.period = period
         self.source = source
-        self.total = np.float64(0.0)
-        self.sums: deque[np.float64] = deque(maxlen=period + 1)
+        self.tick = tick
+        self.total: int | np.float64 = 0 if tick else np.float64(0.0)
+        self.sums: deque[int | np.float64] = deque([self.total], maxlen=period + 1)
 
     def update(self, bar: Bar) -> float:
-        self.total = self.total + np.float64(getattr(bar, self.source))
+        value = getattr(bar, self.source)
+        if self.tick:
+            self.total = self.total + round(value / self.tick)
+        else:
+            self.total = self.total + np.float64(value)
         self.sums.append(self.total)
-        n = self.period
-        if len(self.sums) <= n:
-            return float(self.total / n) if len(self.sums) == n else float("nan")
-        return float((self.total - self.sums[0]) / n)
+        if len(self.sums) <= self.period:
+            return float("nan")
+        window_sum = float(self.total - self.sums[0])
+        return window_sum / self.period * self.tick if self.tick else window_sum / self.period
 
 
 @dataclass(frozen=True)
@@ -77,14 +92,14 @@ class _RollingExtreme:
     def _reduce(self, windows: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def vector(self, series: BarSeries) -> np.ndarray:
+    def vector(self, series: BarSeries, tick: float | None = None) -> np.ndarray:
         x = series.column(self.source)
         out = np.full(len(x), np.nan)
         if len(x) >= self.period:
             out[self.period - 1 :] = self._reduce(sliding_window_view(x, self.period))
         return out
 
-    def stream(self) -> "_WindowStream":
+    def stream(self, tick: float | None = None) -> "_WindowStream":
         return _WindowStream(self)
 
 
@@ -157,8 +172,8 @@ class Frame:
 class StreamFrames:
     """Live indicator state of one symbol: streams fed bar by bar, the last two values kept."""
 
-    def __init__(self, indicators: dict[str, Indicator]) -> None:
-        self.streams = {name: ind.stream() for name, ind in indicators.items()}
+    def __init__(self, indicators: dict[str, Indicator], tick: float | None = None) -> None:
+        self.streams = {name: ind.stream(tick) for name, ind in indicators.items()}
         self.columns: dict[str, np.ndarray] = {
             name: np.full(2, np.nan) for name in [*indicators, *_BAR_FIELDS]
         }
@@ -174,8 +189,10 @@ class StreamFrames:
 _BAR_FIELDS = ("open", "high", "low", "close", "volume")
 
 
-def vector_columns(indicators: dict[str, Indicator], series: BarSeries) -> dict[str, np.ndarray]:
+def vector_columns(
+    indicators: dict[str, Indicator], series: BarSeries, tick: float | None = None
+) -> dict[str, np.ndarray]:
     """Every indicator over the whole series, plus the bar columns, keyed by name."""
     columns = {name: getattr(series, name) for name in _BAR_FIELDS}
-    columns.update({name: ind.vector(series) for name, ind in indicators.items()})
+    columns.update({name: ind.vector(series, tick) for name, ind in indicators.items()})
     return columns

@@ -37,3 +37,9 @@ def liquidation_price(wallet: float, held: Held, adverse: Sequence[float], k: in
             rest_maintenance += abs(price) * abs(qty) * mmr
     qty, cost, mmr = held[k]
     return (cost - rest_equity + rest_maintenance) / (qty - abs(qty) * mmr)
+
+
+def liquidation_trigger(wallet: float, qty: float, cost: float, mmr: float) -> float:
+    """For a single position: the price at which equity meets maintenance margin
+    (a long is liquidated at or below it, a short at or above)."""
+    return (cost - wallet) / (qty - abs(qty) * mmr)

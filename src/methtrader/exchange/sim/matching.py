@@ -44,7 +44,7 @@ class SimConfig:
     funding_interval_ms: int = 8 * HOUR_MS
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StepBar:
     """One symbol's bar within a timeline step, as plain floats (the hot path avoids objects)."""
 
@@ -208,10 +208,9 @@ class MatchingEngine:
         return cancelled
 
     # ----------------------------------------------------------------- bars
-    def process_step(self, ts: int, bars: Iterable[StepBar]) -> list[Fill]:
+    def process_step(self, ts: int, bars: list[StepBar]) -> list[Fill]:
         """Advance the venue by one timeline step: funding at the open, matching, marks, then the
         account-wide liquidation check at each position's worst price of the step."""
-        bars = list(bars)
         fills: list[Fill] = []
         for bar in bars:
             if bar.funding_count and self.config.funding_rate:
