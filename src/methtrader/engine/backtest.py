@@ -19,7 +19,7 @@ from methtrader.engine.ids import SequentialIds
 from methtrader.engine.portfolio import HeldFloat, Portfolio
 from methtrader.engine.result import BacktestResult
 from methtrader.engine.risk_hook import RiskHook
-from methtrader.exchange.sim.margin import liquidation_trigger
+from methtrader.exchange.sim.margin import clear_of_trigger
 from methtrader.exchange.sim.matching import MatchingEngine, SimConfig, StepBar
 from methtrader.model import Bar, BarSeries, Instrument
 from methtrader.strategies.base import Strategy
@@ -27,6 +27,7 @@ from methtrader.strategies.indicators import Frame, vector_columns
 
 Progress = Callable[[int, int], None]
 PROGRESS_EVERY = 50_000
+BLOCK_BITS = 6
 
 
 @dataclass
@@ -41,6 +42,8 @@ class _Feed:
     high: np.ndarray
     funding: np.ndarray  # funding intervals settled at this bar's open
     columns: dict[str, np.ndarray]  # indicators and bar columns over the series (not the timeline)
+    block_low: list[float]  # per block of 2**BLOCK_BITS timeline steps: lowest low / highest high
+    block_high: list[float]
 
 
 def _align(series: BarSeries, instrument: Instrument, timeline: np.ndarray, funding_ms: int) -> _Feed:
@@ -61,7 +64,27 @@ def _align(series: BarSeries, instrument: Instrument, timeline: np.ndarray, fund
     if n:
         own_funding[0] = 1 if series.ts[0] % funding_ms == 0 else 0
         own_funding[1:] = np.diff(periods)
-    return _Feed(series, instrument, bar_index, close, low, high, own_funding, {})
+    return _Feed(
+        series,
+        instrument,
+        bar_index,
+        close,
+        low,
+        high,
+        own_funding,
+        {},
+        _blocks(low, np.min),
+        _blocks(high, np.max),
+    )
+
+
+def _blocks(values: np.ndarray, reduce: np.ufunc) -> list[float]:
+    """Extreme of each block of 2**BLOCK_BITS steps; NaN counts as the most adverse value."""
+    filled = np.nan_to_num(values, nan=-np.inf if reduce is np.min else np.inf)
+    pad = (-len(filled)) % (1 << BLOCK_BITS)
+    edge = filled[-1] if len(filled) else 0.0
+    padded = np.concatenate((filled, np.full(pad, edge)))
+    return reduce(padded.reshape(-1, 1 << BLOCK_BITS), axis=1).tolist()
 
 
 def _round_to_ticks(series: BarSeries, tick: Decimal) -> BarSeries:
@@ -142,15 +165,18 @@ class BacktestRunner:
         wakes = self._wake_steps(changes) if changes is not None else None
         self.strategy.on_start()
         funding_steps = self._funding_steps()
-        self._states: list[tuple[int, float, HeldFloat]] = []
+        self._states: list[tuple[int, tuple[float, HeldFloat]]] = [(0, self.portfolio.snapshot())]
+        self._satisfied = True
+        wakes = wakes.tolist() if wakes is not None else None
         i, w, reported = 0, 0, 0
         while i < n:
-            self._step(i, targets, changes)
+            if self._step(i, targets, changes) and wakes is not None:
+                self._satisfied = not self.strategy.unsatisfied()
             nxt = i + 1
-            if wakes is not None and not self._busy():
+            if wakes is not None and self._satisfied and not self.venue.has_open_orders():
                 while w < len(wakes) and wakes[w] <= i:
                     w += 1
-                nxt = int(wakes[w]) if w < len(wakes) else n
+                nxt = wakes[w] if w < len(wakes) else n
                 if nxt > i + 1:
                     nxt = self._next_event(i, nxt, funding_steps)
             i = nxt
@@ -162,10 +188,6 @@ class BacktestRunner:
             self.progress(n, n)
         self.equity, self.exposure = self._mark_all()
         return self._result()
-
-    def _busy(self) -> bool:
-        """The engine must look at the very next bar: orders are working or a target is unmet."""
-        return self.venue.has_open_orders() or self.strategy.unsatisfied()
 
     def _vector_targets(self) -> dict[str, np.ndarray]:
         """Signals over whole series, forward-filled into held targets (NaN until the first)."""
@@ -223,57 +245,68 @@ class BacktestRunner:
     def _cannot_liquidate(self, symbols: list[str], a: int, b: int) -> bool:
         """Cheap exclusion for one position: the segment's extreme price stays clear of the
         liquidation trigger by a margin far above float error; the exact scan decides otherwise."""
-        if len(symbols) != 1:
+        trigger = self.venue.single_trigger
+        if trigger is None:
             return False
-        _, held = self.venue.held()
-        qty, cost, mmr = held[0]
-        trigger = liquidation_trigger(self.venue.wallet_float, qty, cost, mmr)
+        qty = self.venue.held()[1][0][0]
         feed = self.feeds[symbols[0]]
-        if qty > 0:
-            return bool(feed.low[a:b].min() > trigger + abs(trigger) * 1e-9)
-        return bool(feed.high[a:b].max() < trigger - abs(trigger) * 1e-9)
+        # first against the extremes of the blocks covering [a, b): pure Python, usually enough
+        blocks = feed.block_low if qty > 0 else feed.block_high
+        first, last = a >> BLOCK_BITS, (b - 1) >> BLOCK_BITS
+        coarse = min(blocks[first : last + 1]) if qty > 0 else max(blocks[first : last + 1])
+        if clear_of_trigger(qty, trigger, coarse):
+            return True
+        extreme = feed.low[a:b].min() if qty > 0 else feed.high[a:b].max()
+        return clear_of_trigger(qty, trigger, float(extreme))
 
     def _step(
         self, i: int, targets: dict[str, np.ndarray] | None, changes: dict[str, np.ndarray] | None
-    ) -> None:
-        ts = int(self.timeline[i])
+    ) -> bool:
+        """Process timeline step i; True when fills or strategy calls may have changed its state."""
+        ts = self.timeline.item(i)
         self.clock.advance_to(ts)
         present = []
-        step_bars = []
-        for symbol, feed in self.feeds.items():
-            k = int(feed.bar_index[i])
-            if k < 0:
-                continue
-            s = feed.series
-            present.append((symbol, feed, k))
-            step_bars.append(
-                StepBar(
-                    symbol,
-                    float(s.open[k]),
-                    float(s.high[k]),
-                    float(s.low[k]),
-                    float(s.close[k]),
-                    float(s.volume[k]),
-                    int(feed.funding[k]),
+        for feed in self.feeds.values():
+            k = feed.bar_index.item(i)
+            if k >= 0:
+                s = feed.series
+                bar = StepBar(
+                    feed.instrument.symbol,
+                    s.open.item(k),
+                    s.high.item(k),
+                    s.low.item(k),
+                    s.close.item(k),
+                    s.volume.item(k),
+                    feed.funding.item(k),
                 )
-            )
+                present.append((bar, feed, k))
         n_funding = len(self.venue.funding)
-        fills = self.venue.process_step(ts, step_bars)
-        for payment in self.venue.funding[n_funding:]:
-            self.engine.on_funding(payment.amount)
+        fills = self.venue.process_step(ts, [bar for bar, _, _ in present])
+        if len(self.venue.funding) > n_funding:
+            for payment in self.venue.funding[n_funding:]:
+                self.engine.on_funding(payment.amount)
         if fills:
             self.engine.on_fills(fills)
         self.engine.risk.on_step(ts)
         state = self.portfolio.snapshot()
-        if not self._states or self._states[-1][1:] is not state:
-            self._states.append((i, *state))
-        for (symbol, feed, k), bar in zip(present, step_bars, strict=True):
+        if state is not self._states[-1][1]:
+            self._states.append((i, state))
+        touched = bool(fills)
+        for bar, feed, k in present:
+            symbol = bar.symbol
             if targets is not None and changes is not None:
-                if changes[symbol][k] or self.strategy.unsatisfied():
-                    self.strategy.hold_target(symbol, float(targets[symbol][k]))
+                # holding an unchanged, reached target is a no-op: skip it unless fills or a
+                # change could have made it matter
+                if changes[symbol].item(k) or (
+                    (fills or not self._satisfied) and self.strategy.unsatisfied()
+                ):
+                    self.strategy.hold_target(symbol, targets[symbol].item(k))
+                    touched = True
             else:
                 self.engine.frames[symbol] = Frame(feed.columns, k)
                 self.strategy.on_bar(Bar(symbol, ts, bar.open, bar.high, bar.low, bar.close, bar.volume))
+                touched = True
+        return touched
 
     def _mark_all(self) -> tuple[np.ndarray, np.ndarray]:
         """Equity and gross exposure at every close, from the portfolio states recorded at the
@@ -281,11 +314,11 @@ class BacktestRunner:
         n = len(self.timeline)
         starts = np.array([s[0] for s in self._states], dtype=np.int64)
         segment = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, n)))
-        equity = np.array([s[1] for s in self._states])[segment]
+        equity = np.array([state[0] for _, state in self._states])[segment]
         exposure = np.zeros(n)
         for symbol in sorted(self.feeds):
-            qty = np.array([_held_value(s[2], symbol, 1) for s in self._states])[segment]
-            cost = np.array([_held_value(s[2], symbol, 2) for s in self._states])[segment]
+            qty = np.array([_held_value(state[1], symbol, 1) for _, state in self._states])[segment]
+            cost = np.array([_held_value(state[1], symbol, 2) for _, state in self._states])[segment]
             held = qty != 0
             close = self.feeds[symbol].close
             equity = equity + np.where(held, qty * close - cost, 0.0)

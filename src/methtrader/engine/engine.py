@@ -14,6 +14,8 @@ from methtrader.model import Fill, Instrument, Order, OrderStatus
 from methtrader.strategies.base import Strategy
 from methtrader.strategies.indicators import Frame
 
+ZERO = Decimal(0)
+
 
 class Clock(Protocol):
     def now(self) -> int: ...
@@ -64,6 +66,13 @@ class Engine:
         if symbol is not None:
             return list(self.venue.open_orders.get(symbol, ()))
         return [o for orders in self.venue.open_orders.values() for o in orders]
+
+    def pending_qty(self, symbol: str) -> Decimal:
+        """Signed quantity still working in open, position-opening orders of `symbol`."""
+        working = self.venue.open_orders.get(symbol)
+        if not working:
+            return ZERO
+        return sum((o.signed_leaves for o in working if not o.reduce_only), ZERO)
 
     def instrument(self, symbol: str) -> Instrument:
         return self.instruments[symbol]

@@ -15,10 +15,13 @@ class OrderRejected(ValueError):
 
 def to_decimal(value: object) -> Decimal:
     """Exact Decimal of an int/str/Decimal; floats go through their shortest repr, not binary value."""
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, float):
+    kind = type(value)
+    if kind is float:
         return Decimal(repr(value))
+    if kind is Decimal:
+        return value  # type: ignore[return-value]
+    if isinstance(value, float):
+        return Decimal(repr(float(value)))
     return Decimal(value)  # type: ignore[arg-type]
 
 

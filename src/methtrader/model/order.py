@@ -1,6 +1,6 @@
 """An order and its lifecycle: New → PartiallyFilled → Filled | Cancelled, or Rejected with a reason."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
 from methtrader.model.enums import OrderStatus, OrderType, Side, TimeInForce
@@ -49,7 +49,7 @@ class Order:
     reject_reason: str = ""
     updated_ts: int = 0
     taker_on_arrival: bool = True
-    tags: dict[str, str] = field(default_factory=dict)
+    reject_detail: str = ""
 
     @property
     def leaves_qty(self) -> Decimal:

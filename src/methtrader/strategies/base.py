@@ -49,6 +49,8 @@ class StrategyContext(Protocol):
 
     def frame(self, symbol: str) -> Frame: ...
 
+    def pending_qty(self, symbol: str) -> Decimal: ...
+
 
 def _coerce(name: str, kind: type, value: object) -> object:
     if (isinstance(value, kind) and not isinstance(value, bool)) or (
@@ -100,6 +102,7 @@ class Strategy:
             setattr(self, key, value)
         self._targets: dict[str, Decimal] = {}
         self._latched: dict[str, Decimal] = {}
+        self._exact: dict[float, Decimal] = {}
         self.validate()
 
     # --------------------------------------------------------------- declaration
@@ -195,8 +198,9 @@ class Strategy:
         if self._latched.get(symbol) == target:
             return None
         self._latched.pop(symbol, None)
-        pending = sum((o.signed_leaves for o in self._ctx.open_orders(symbol) if not o.reduce_only), ZERO)
-        diff = self._ctx.instrument(symbol).round_qty(target - self.position(symbol) - pending)
+        diff = self._ctx.instrument(symbol).round_qty(
+            target - self._ctx.position(symbol) - self._ctx.pending_qty(symbol)
+        )
         if diff == 0:
             return None
         order = self._order(Side.of(diff), symbol, abs(diff), None)
@@ -207,7 +211,10 @@ class Strategy:
     def hold_target(self, symbol: str, target: float) -> None:
         """Remember a signal's target (NaN keeps the last one) and trade towards it."""
         if not math.isnan(target):
-            self._targets[symbol] = to_decimal(target)
+            exact = self._exact.get(target)
+            if exact is None:
+                exact = self._exact[target] = to_decimal(target)
+            self._targets[symbol] = exact
         if symbol in self._targets:
             self.target_position(symbol, self._targets[symbol])
 

@@ -39,6 +39,13 @@ def liquidation_price(wallet: float, held: Held, adverse: Sequence[float], k: in
     return (cost - rest_equity + rest_maintenance) / (qty - abs(qty) * mmr)
 
 
+def clear_of_trigger(qty: float, trigger: float, extreme: float) -> bool:
+    """True when a single position's worst price stays so far on the safe side of its trigger
+    that float rounding cannot matter; the exact check is needed only otherwise."""
+    slack = abs(trigger) * 1e-9
+    return extreme > trigger + slack if qty > 0 else extreme < trigger - slack
+
+
 def liquidation_trigger(wallet: float, qty: float, cost: float, mmr: float) -> float:
     """For a single position: the price at which equity meets maintenance margin
     (a long is liquidated at or below it, a short at or above)."""

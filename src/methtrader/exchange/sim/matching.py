@@ -11,7 +11,13 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import numpy as np
 
-from methtrader.exchange.sim.margin import adverse_price, liquidation_breach, liquidation_price
+from methtrader.exchange.sim.margin import (
+    adverse_price,
+    clear_of_trigger,
+    liquidation_breach,
+    liquidation_price,
+    liquidation_trigger,
+)
 from methtrader.exchange.sim.slippage import FixedSlippage, SlippageModel
 from methtrader.model import (
     Account,
@@ -29,6 +35,7 @@ from methtrader.model.bar import HOUR_MS
 from methtrader.model.instrument import to_decimal
 
 ZERO = Decimal(0)
+_IMMEDIATE = (TimeInForce.IOC, TimeInForce.FOK)
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,7 @@ class MatchingEngine:
         self.orders: dict[str, Order] = {}
         self.open_orders: dict[str, list[Order]] = {s: [] for s in self.instruments}
         self.marks: dict[str, float] = {}
+        self._mark_decimals: dict[str, Decimal] = {}
         self.fills: list[Fill] = []
         self.funding: list[FundingPayment] = []
         self.liquidations = 0
@@ -106,6 +114,7 @@ class MatchingEngine:
         }
         self._exec_seq = 0
         self._held_cache: tuple[list[str], list[tuple[float, float, float]], float] | None = None
+        self._trigger: float | None = None
 
     # ----------------------------------------------------------------- orders
     def has_open_orders(self) -> bool:
@@ -116,9 +125,13 @@ class MatchingEngine:
         return pos.qty if pos is not None else ZERO
 
     def mark(self, symbol: str) -> Decimal:
-        if symbol not in self.marks:
-            raise OrderRejected("no_market_data", f"no price yet for {symbol}")
-        return to_decimal(self.marks[symbol])
+        """The last close as a Decimal (converted once per bar)."""
+        mark = self._mark_decimals.get(symbol)
+        if mark is None:
+            if symbol not in self.marks:
+                raise OrderRejected("no_market_data", f"no price yet for {symbol}")
+            mark = self._mark_decimals[symbol] = to_decimal(self.marks[symbol])
+        return mark
 
     def submit(self, order: Order, ts: int) -> Order:
         """Validate and accept an order (status New) or mark it Rejected with a reason code."""
@@ -132,7 +145,7 @@ class MatchingEngine:
             self._validate(order)
         except OrderRejected as exc:
             order.reject(exc.reason, ts)
-            order.tags["reject_detail"] = exc.detail
+            order.reject_detail = exc.detail
             return order
         self.open_orders[order.symbol].append(order)
         return order
@@ -168,10 +181,11 @@ class MatchingEngine:
 
     def _check_margin(self, order: Order, price: Decimal) -> None:
         """Bybit's rule: the opening part of the order needs initial margin plus the taker fee."""
-        pending = sum((o.signed_leaves for o in self.open_orders[order.symbol] if not o.reduce_only), ZERO)
-        before = abs(self.position_qty(order.symbol) + pending)
+        working = self.open_orders[order.symbol]
+        pending = sum((o.signed_leaves for o in working if not o.reduce_only), ZERO) if working else ZERO
+        current = self.position_qty(order.symbol) + pending
         signed = order.qty if order.side is Side.BUY else -order.qty
-        opening = abs(self.position_qty(order.symbol) + pending + signed) - before
+        opening = abs(current + signed) - abs(current)
         if opening <= 0:
             return
         need = opening * price / self.leverage + order.qty * price * self._taker[order.symbol]
@@ -218,6 +232,7 @@ class MatchingEngine:
             if self.open_orders[bar.symbol]:
                 fills.extend(self._match(ts, bar))
             self.marks[bar.symbol] = bar.close
+            self._mark_decimals.pop(bar.symbol, None)
         if self.account.positions and self._breached(bars):
             fills.extend(self._liquidate(ts, bars))
         return fills
@@ -230,7 +245,7 @@ class MatchingEngine:
         rate = self.config.funding_rate * bar.funding_count
         amount = pos.qty * mark * rate
         self.account.book_funding(amount)
-        self._held_cache = None
+        self._held_cache = self._trigger = None
         self.funding.append(FundingPayment(ts, bar.symbol, pos.qty, mark, rate, amount))
 
     def _match(self, ts: int, bar: StepBar) -> list[Fill]:
@@ -241,7 +256,8 @@ class MatchingEngine:
             if self.config.max_volume_share is not None
             else math.inf
         )
-        for order in list(self.open_orders[bar.symbol]):
+        book = self.open_orders[bar.symbol]
+        for order in book[:]:
             price, liquidity = self._execution_price(order, bar, inst)
             order.taker_on_arrival = False  # from now on it rests in the book
             qty = ZERO
@@ -255,15 +271,12 @@ class MatchingEngine:
                 if qty > 0:
                     volume_left -= float(qty)
                     fills.append(self._fill(order, qty, price, liquidity, ts))
-            immediate = order.type is OrderType.MARKET or order.tif in (
-                TimeInForce.IOC,
-                TimeInForce.FOK,
-            )
-            nothing_to_reduce = order.reduce_only and self._reduce_only_qty(order, order.leaves_qty) == 0
-            if order.status.is_open and (immediate or nothing_to_reduce):
+            if order.status is OrderStatus.FILLED:
+                book.remove(order)
+                continue
+            immediate = order.type is OrderType.MARKET or order.tif in _IMMEDIATE
+            if immediate or (order.reduce_only and self._reduce_only_qty(order, order.leaves_qty) == 0):
                 self._close_order(order, ts)
-            elif not order.status.is_open:
-                self.open_orders[bar.symbol].remove(order)
         return fills
 
     def _reduce_only_qty(self, order: Order, qty: Decimal) -> Decimal:
@@ -308,7 +321,7 @@ class MatchingEngine:
         fee = qty * price * fee_rate
         signed = qty if order.side is Side.BUY else -qty
         pnl = self.account.book_fill(order.symbol, signed, price, fee)
-        self._held_cache = None
+        self._held_cache = self._trigger = None
         order.record_fill(qty, price, fee, ts)
         self._exec_seq += 1
         fill = Fill(
@@ -361,10 +374,29 @@ class MatchingEngine:
             for s, (q, _, _) in zip(symbols, held, strict=True)
         ]
 
-    def _breached(self, bars: list[StepBar]) -> bool:
+    @property
+    def single_trigger(self) -> float | None:
+        """Liquidation trigger price when exactly one position is open (cached between fills)."""
         symbols, held = self.held()
+        if len(symbols) != 1:
+            return None
+        if self._trigger is None:
+            qty, cost, mmr = held[0]
+            self._trigger = liquidation_trigger(self.wallet_float, qty, cost, mmr)
+        return self._trigger
+
+    def _breached(self, bars: list[StepBar]) -> bool:
+        symbols, held = self._held_cache[:2] if self._held_cache is not None else self.held()
         if not symbols:
             return False
+        if len(symbols) == 1:
+            trigger = self._trigger if self._trigger is not None else self.single_trigger
+            qty = held[0][0]
+            for bar in bars:
+                if bar.symbol == symbols[0]:
+                    if clear_of_trigger(qty, trigger, bar.low if qty > 0 else bar.high):  # type: ignore[arg-type]
+                        return False
+                    break
         adverse = self._adverse(symbols, held, {b.symbol: b for b in bars})
         return bool(liquidation_breach(self.wallet_float, held, adverse))
 
@@ -417,8 +449,10 @@ def _on_grid(inst: Instrument, price: float, bar: StepBar, up: bool) -> Decimal:
     """Round to the tick (up for buys, down for sells: never in the trader's favour), then keep
     the result inside the bar's range so no fill prints a price the bar never traded."""
     tick = inst.tick_size
-    d = to_decimal(price) / tick
-    rounded = d.to_integral_value(ROUND_CEILING if up else ROUND_FLOOR) * tick
+    clamped = min(max(price, bar.low), bar.high)
+    rounded = (to_decimal(clamped) / tick).to_integral_value(ROUND_CEILING if up else ROUND_FLOOR) * tick
+    if bar.low <= rounded <= bar.high:  # exact Decimal/float comparison
+        return rounded
     high = (to_decimal(bar.high) / tick).to_integral_value(ROUND_FLOOR) * tick
     low = (to_decimal(bar.low) / tick).to_integral_value(ROUND_CEILING) * tick
     if low > high:  # the bar is narrower than a tick: the nearest tick is the best we can do
