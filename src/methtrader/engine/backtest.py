@@ -170,8 +170,7 @@ class BacktestRunner:
         wakes = wakes.tolist() if wakes is not None else None
         i, w, reported = 0, 0, 0
         while i < n:
-            if self._step(i, targets, changes) and wakes is not None:
-                self._satisfied = not self.strategy.unsatisfied()
+            self._step(i, targets, changes)
             nxt = i + 1
             if wakes is not None and self._satisfied and not self.venue.has_open_orders():
                 while w < len(wakes) and wakes[w] <= i:
@@ -261,8 +260,7 @@ class BacktestRunner:
 
     def _step(
         self, i: int, targets: dict[str, np.ndarray] | None, changes: dict[str, np.ndarray] | None
-    ) -> bool:
-        """Process timeline step i; True when fills or strategy calls may have changed its state."""
+    ) -> None:
         ts = self.timeline.item(i)
         self.clock.advance_to(ts)
         present = []
@@ -292,21 +290,25 @@ class BacktestRunner:
         if state is not self._states[-1][1]:
             self._states.append((i, state))
         touched = bool(fills)
+        unsatisfied: bool | None = None  # computed at most once per unchanged state
         for bar, feed, k in present:
             symbol = bar.symbol
             if targets is not None and changes is not None:
-                # holding an unchanged, reached target is a no-op: skip it unless fills or a
-                # change could have made it matter
-                if changes[symbol].item(k) or (
-                    (fills or not self._satisfied) and self.strategy.unsatisfied()
-                ):
+                # holding an unchanged, reached target is a no-op: skip it unless fills or an
+                # unmet target could make it matter
+                act = changes[symbol].item(k)
+                if not act and (fills or not self._satisfied):
+                    if unsatisfied is None:
+                        unsatisfied = self.strategy.unsatisfied()
+                    act = unsatisfied
+                if act:
                     self.strategy.hold_target(symbol, targets[symbol].item(k))
-                    touched = True
+                    touched, unsatisfied = True, None
             else:
                 self.engine.frames[symbol] = Frame(feed.columns, k)
                 self.strategy.on_bar(Bar(symbol, ts, bar.open, bar.high, bar.low, bar.close, bar.volume))
-                touched = True
-        return touched
+        if targets is not None and touched:
+            self._satisfied = not (self.strategy.unsatisfied() if unsatisfied is None else unsatisfied)
 
     def _mark_all(self) -> tuple[np.ndarray, np.ndarray]:
         """Equity and gross exposure at every close, from the portfolio states recorded at the
