@@ -74,6 +74,8 @@ class Order:
         self.reject_reason = reason
 
     def record_fill(self, qty: Decimal, price: Decimal, fee: Decimal, ts: int) -> None:
+        if not self.status.is_open:
+            raise IllegalTransition(f"order {self.trade_id}: fill on a {self.status} order")
         if qty <= 0 or qty > self.leaves_qty:
             raise IllegalTransition(f"order {self.trade_id}: fill {qty} of leaves {self.leaves_qty}")
         self.filled_qty += qty

@@ -1,10 +1,14 @@
-"""Float margin arithmetic shared by the matching engine's per-step liquidation check and the
-engine's vectorised scan. Written once with element-wise operations in a fixed order, it gives
-bit-identical answers on floats and on numpy arrays, so both find the same liquidation bar."""
+"""Margin arithmetic shared by the matching engine's per-step liquidation check and the engine's
+vectorised scan. Written once with element-wise operations in a fixed order, it gives
+bit-identical answers on floats and on numpy arrays, so both screen the same bars."""
 
 from collections.abc import Sequence
+from decimal import Decimal
+from typing import TypeVar
 
 import numpy as np
+
+Num = TypeVar("Num", float, Decimal)
 
 Held = Sequence[tuple[float, float, float]]
 """Per held symbol: (signed qty, signed entry cost, maintenance margin rate)."""
@@ -15,22 +19,30 @@ def adverse_price(qty: float, low: float | np.ndarray, high: float | np.ndarray)
     return low if qty > 0 else high
 
 
-def liquidation_breach(wallet: float, held: Held, adverse: Sequence[float | np.ndarray]):
-    """True (per bar, when given arrays) where equity at every position's adverse price falls
-    below the maintenance margin at those prices."""
+CANDIDATE_SLACK = 1e-9
+
+
+def liquidation_candidate(wallet: float, held: Held, adverse: Sequence[float | np.ndarray]):
+    """True (per bar, when given arrays) where equity at every position's adverse price may be
+    below the maintenance margin at those prices: a float screen with a slack far above rounding
+    error. Candidates are then decided exactly in Decimal; everything else is surely safe."""
     equity = wallet
     maintenance = 0.0
+    scale = abs(wallet)
     for (qty, cost, mmr), price in zip(held, adverse, strict=True):
         equity = equity + (qty * price - cost)
         maintenance = maintenance + abs(price) * (abs(qty) * mmr)
-    return equity < maintenance
+        scale = scale + (abs(qty * price) + abs(cost))
+    return equity < maintenance + scale * CANDIDATE_SLACK
 
 
-def liquidation_price(wallet: float, held: Held, adverse: Sequence[float], k: int) -> float:
+def liquidation_price(
+    wallet: Num, held: Sequence[tuple[Num, Num, Num]], adverse: Sequence[Num], k: int
+) -> Num:
     """Price of position k at which equity equals maintenance margin, the others held at their
     adverse prices: solves W + Σ(q·p − c) = Σ|q|·p·mmr for p_k."""
     rest_equity = wallet
-    rest_maintenance = 0.0
+    rest_maintenance = 0 * wallet  # a zero of the same type
     for j, ((qty, cost, mmr), price) in enumerate(zip(held, adverse, strict=True)):
         if j != k:
             rest_equity += qty * price - cost

@@ -4,7 +4,6 @@ It owns the exchange-side account (orders, positions, margin, funding, liquidati
 does I/O or reads a clock: the caller passes every bar and timestamp, so a replay is exact.
 """
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
@@ -14,7 +13,7 @@ import numpy as np
 from methtrader.exchange.sim.margin import (
     adverse_price,
     clear_of_trigger,
-    liquidation_breach,
+    liquidation_candidate,
     liquidation_price,
     liquidation_trigger,
 )
@@ -135,8 +134,11 @@ class MatchingEngine:
 
     def submit(self, order: Order, ts: int) -> Order:
         """Validate and accept an order (status New) or mark it Rejected with a reason code."""
+        existing = self.orders.get(order.trade_id)
+        if existing is order:  # an idempotent retry of the very same order: nothing to do
+            return order
         order.created_ts = order.updated_ts = ts
-        if order.trade_id in self.orders:
+        if existing is not None:
             order.status = OrderStatus.REJECTED
             order.reject_reason = "duplicate_order_link_id"
             return order
@@ -251,25 +253,23 @@ class MatchingEngine:
     def _match(self, ts: int, bar: StepBar) -> list[Fill]:
         fills = []
         inst = self.instruments[bar.symbol]
-        volume_left = (
-            bar.volume * self.config.max_volume_share
-            if self.config.max_volume_share is not None
-            else math.inf
-        )
+        share = self.config.max_volume_share
+        volume_left = None if share is None else to_decimal(bar.volume) * to_decimal(share)
         book = self.open_orders[bar.symbol]
         for order in book[:]:
             price, liquidity = self._execution_price(order, bar, inst)
             order.taker_on_arrival = False  # from now on it rests in the book
-            qty = ZERO
             if price is not None:
                 qty = order.leaves_qty
-                if volume_left < float(qty):
-                    capped = inst.round_qty(volume_left)
-                    qty = ZERO if order.tif is TimeInForce.FOK or capped <= 0 else capped
+                if volume_left is not None and volume_left < qty:
+                    qty = inst.round_qty(volume_left)
                 if order.reduce_only:
                     qty = self._reduce_only_qty(order, qty)
+                if order.tif is TimeInForce.FOK and qty < order.leaves_qty:
+                    qty = ZERO
                 if qty > 0:
-                    volume_left -= float(qty)
+                    if volume_left is not None:
+                        volume_left -= qty
                     fills.append(self._fill(order, qty, price, liquidity, ts))
             if order.status is OrderStatus.FILLED:
                 book.remove(order)
@@ -294,14 +294,14 @@ class MatchingEngine:
     ) -> tuple[Decimal | None, Liquidity]:
         buy = order.side is Side.BUY
         if order.type is OrderType.MARKET:
-            raw = self.config.slippage.price(order.side, bar.open, float(order.leaves_qty), bar.volume)
+            raw = self.config.slippage.price(order.side, to_decimal(bar.open), order.leaves_qty, bar.volume)
             return _on_grid(inst, raw, bar, up=buy), Liquidity.TAKER
         limit = order.price
         assert limit is not None
         opens_through = bar.open <= limit if buy else bar.open >= limit
         if opens_through:
             taker = order.taker_on_arrival
-            price = _on_grid(inst, bar.open, bar, up=buy)
+            price = _on_grid(inst, to_decimal(bar.open), bar, up=buy)
             return price, Liquidity.TAKER if taker else Liquidity.MAKER
         if order.tif in (TimeInForce.IOC, TimeInForce.FOK):
             return None, Liquidity.TAKER
@@ -398,7 +398,21 @@ class MatchingEngine:
                         return False
                     break
         adverse = self._adverse(symbols, held, {b.symbol: b for b in bars})
-        return bool(liquidation_breach(self.wallet_float, held, adverse))
+        if not liquidation_candidate(self.wallet_float, held, adverse):
+            return False
+        equity, maintenance = self._exact_margin(symbols, [to_decimal(p) for p in adverse])
+        return equity < maintenance
+
+    def _exact_margin(self, symbols: list[str], prices: list[Decimal]) -> tuple[Decimal, Decimal]:
+        """Equity and maintenance margin in Decimal at the given prices: the final word near the
+        boundary, where the float screen cannot decide."""
+        equity = self.account.wallet_balance
+        maintenance = ZERO
+        for symbol, price in zip(symbols, prices, strict=True):
+            pos = self.account.positions[symbol]
+            equity += pos.qty * price - pos.cost
+            maintenance += abs(pos.qty) * price * self.instruments[symbol].maintenance_margin_rate
+        return equity, maintenance
 
     def scan_liquidation(self, low: dict[str, np.ndarray], high: dict[str, np.ndarray]) -> int | None:
         """First row of the given future bars at which the current positions would be liquidated,
@@ -407,7 +421,7 @@ class MatchingEngine:
         if not symbols:
             return None
         adverse = [adverse_price(q, low[s], high[s]) for s, (q, _, _) in zip(symbols, held, strict=True)]
-        hits = np.flatnonzero(liquidation_breach(self.wallet_float, held, adverse))
+        hits = np.flatnonzero(liquidation_candidate(self.wallet_float, held, adverse))
         return int(hits[0]) if len(hits) else None
 
     def _liquidate(self, ts: int, bars: list[StepBar]) -> list[Fill]:
@@ -417,9 +431,13 @@ class MatchingEngine:
         self.cancel_all(ts)
         by_symbol = {b.symbol: b for b in bars}
         symbols, held = self.held()
-        adverse = self._adverse(symbols, held, by_symbol)
-        wallet = self.wallet_float
-        triggers = [liquidation_price(wallet, held, adverse, k) for k in range(len(symbols))]
+        adverse = [to_decimal(p) for p in self._adverse(symbols, held, by_symbol)]
+        exact_held = [
+            (p.qty, p.cost, self.instruments[s].maintenance_margin_rate)
+            for s, p in ((s, self.account.positions[s]) for s in symbols)
+        ]
+        wallet = self.account.wallet_balance
+        triggers = [liquidation_price(wallet, exact_held, adverse, k) for k in range(len(symbols))]
         fills = []
         for symbol, trigger in zip(symbols, triggers, strict=True):
             inst = self.instruments[symbol]
@@ -427,12 +445,16 @@ class MatchingEngine:
             bar = by_symbol.get(symbol)
             if bar is not None:
                 long = pos_qty > 0
-                trigger = min(trigger, bar.open) if long else max(trigger, bar.open)
+                opened = to_decimal(bar.open)
+                trigger = min(trigger, opened) if long else max(trigger, opened)
                 price = _on_grid(inst, trigger, bar, up=not long)
             else:
                 price = inst.round_price(self.marks[symbol])
+            trade_id = f"liq-{self.liquidations}-{symbol}"
+            while trade_id in self.orders:  # never shadow an order someone else named so
+                trade_id += "-x"
             order = Order(
-                trade_id=f"liq-{self.liquidations}-{symbol}",
+                trade_id=trade_id,
                 symbol=symbol,
                 side=Side.SELL if pos_qty > 0 else Side.BUY,
                 qty=abs(pos_qty),
@@ -445,12 +467,11 @@ class MatchingEngine:
         return fills
 
 
-def _on_grid(inst: Instrument, price: float, bar: StepBar, up: bool) -> Decimal:
+def _on_grid(inst: Instrument, price: Decimal, bar: StepBar, up: bool) -> Decimal:
     """Round to the tick (up for buys, down for sells: never in the trader's favour), then keep
     the result inside the bar's range so no fill prints a price the bar never traded."""
     tick = inst.tick_size
-    clamped = min(max(price, bar.low), bar.high)
-    rounded = (to_decimal(clamped) / tick).to_integral_value(ROUND_CEILING if up else ROUND_FLOOR) * tick
+    rounded = (price / tick).to_integral_value(ROUND_CEILING if up else ROUND_FLOOR) * tick
     if bar.low <= rounded <= bar.high:  # exact Decimal/float comparison
         return rounded
     high = (to_decimal(bar.high) / tick).to_integral_value(ROUND_FLOOR) * tick
