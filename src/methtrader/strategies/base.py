@@ -103,6 +103,7 @@ class Strategy:
         self._targets: dict[str, Decimal] = {}
         self._latched: dict[str, Decimal] = {}
         self._exact: dict[float, Decimal] = {}
+        self._steps: dict[str, Decimal] = {}
         self.validate()
 
     # --------------------------------------------------------------- declaration
@@ -221,11 +222,14 @@ class Strategy:
     def unsatisfied(self) -> bool:
         """True while a held target is neither reached nor given up: the engine must keep
         waking this strategy every bar instead of only on signal changes."""
+        position = self._ctx.position
         for symbol, target in self._targets.items():
             if self._latched.get(symbol) == target:
                 continue
-            step = self._ctx.instrument(symbol).qty_step
-            if abs(target - self.position(symbol)) >= step:
+            step = self._steps.get(symbol)
+            if step is None:
+                step = self._steps[symbol] = self._ctx.instrument(symbol).qty_step
+            if abs(target - position(symbol)) >= step:
                 return True
         return False
 

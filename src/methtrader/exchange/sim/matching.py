@@ -112,6 +112,7 @@ class MatchingEngine:
             for s, i in self.instruments.items()
         }
         self._exec_seq = 0
+        self._mmr = {s: float(i.maintenance_margin_rate) for s, i in self.instruments.items()}
         self._held_cache: tuple[list[str], list[tuple[float, float, float]], float] | None = None
         self._trigger: float | None = None
 
@@ -345,19 +346,10 @@ class MatchingEngine:
     def held(self) -> tuple[list[str], list[tuple[float, float, float]]]:
         """Symbols with a position and their float (qty, cost, mmr), cached between fills."""
         if self._held_cache is None:
-            symbols = sorted(s for s, p in self.account.positions.items() if p.qty)
-            self._held_cache = (
-                symbols,
-                [
-                    (
-                        float(self.account.positions[s].qty),
-                        float(self.account.positions[s].cost),
-                        float(self.instruments[s].maintenance_margin_rate),
-                    )
-                    for s in symbols
-                ],
-                float(self.account.wallet_balance),
-            )
+            positions = self.account.positions
+            symbols = sorted(s for s, p in positions.items() if p.qty)
+            held = [(float(positions[s].qty), float(positions[s].cost), self._mmr[s]) for s in symbols]
+            self._held_cache = (symbols, held, float(self.account.wallet_balance))
         return self._held_cache[0], self._held_cache[1]
 
     @property
