@@ -2,13 +2,14 @@
 
 import json
 import sys
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from methtrader.cli import control, risk
 from methtrader.cli.backtest import BacktestOptions, run_backtest_command
-from methtrader.cli.errors import UserError
+from methtrader.cli.errors import UserError, fail
 
 app = typer.Typer(
     name="methtrader",
@@ -19,9 +20,8 @@ app = typer.Typer(
 )
 
 
-def fail(message: str) -> NoReturn:
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+app.add_typer(risk.app, name="risk")
+control.register(app)
 
 
 @app.callback()

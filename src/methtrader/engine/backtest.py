@@ -153,6 +153,7 @@ class BacktestRunner:
             SequentialIds(),
             risk,
         )
+        self.bar_interval_ms = min(f.series.median_interval_ms for f in self.feeds.values())
 
     # ------------------------------------------------------------------ run
     def run(self) -> BacktestResult:
@@ -167,12 +168,14 @@ class BacktestRunner:
         funding_steps = self._funding_steps()
         self._states: list[tuple[int, tuple[float, HeldFloat]]] = [(0, self.portfolio.snapshot())]
         self._satisfied = True
+        risk = self.engine.risk
+        risk.prepare(self.timeline, {s: f.close for s, f in self.feeds.items()}, self.bar_interval_ms)
         wakes = wakes.tolist() if wakes is not None else None
         i, w, reported = 0, 0, 0
         while i < n:
             self._step(i, targets, changes)
             nxt = i + 1
-            if wakes is not None and self._satisfied and not self.venue.has_open_orders():
+            if wakes is not None and self._satisfied and not self.venue.has_open_orders() and not risk.busy():
                 while w < len(wakes) and wakes[w] <= i:
                     w += 1
                 nxt = wakes[w] if w < len(wakes) else n
@@ -185,7 +188,7 @@ class BacktestRunner:
         self.strategy.on_stop()
         if self.progress is not None:
             self.progress(n, n)
-        self.equity, self.exposure = self._mark_all()
+        self.equity, self.exposure, self.positions = self._mark_all()
         return self._result()
 
     def _vector_targets(self) -> dict[str, np.ndarray]:
@@ -227,18 +230,22 @@ class BacktestRunner:
         """Pull the next wake forward to a funding settlement or a liquidation, when positions
         are open; otherwise nothing can happen before `nxt`."""
         symbols, _ = self.venue.held()
-        if not symbols:
-            return nxt
-        if len(funding_steps):
+        if symbols and len(funding_steps):
             k = int(np.searchsorted(funding_steps, i, "right"))
             if k < len(funding_steps):
                 nxt = min(nxt, int(funding_steps[k]))
-        if nxt > i + 1 and not self._cannot_liquidate(symbols, i + 1, nxt):
+        if symbols and nxt > i + 1 and not self._cannot_liquidate(symbols, i + 1, nxt):
             lows = {s: self.feeds[s].low[i + 1 : nxt] for s in symbols}
             highs = {s: self.feeds[s].high[i + 1 : nxt] for s in symbols}
             hit = self.venue.scan_liquidation(lows, highs)
             if hit is not None:
                 nxt = i + 1 + hit
+        if nxt > i + 1:
+            risk = self.engine.risk
+            hit = risk.scan(i + 1, nxt)
+            if hit is not None:
+                nxt = hit
+            risk.absorb(i + 1, nxt)
         return nxt
 
     def _cannot_liquidate(self, symbols: list[str], a: int, b: int) -> bool:
@@ -310,7 +317,7 @@ class BacktestRunner:
         if targets is not None and touched:
             self._satisfied = not (self.strategy.unsatisfied() if unsatisfied is None else unsatisfied)
 
-    def _mark_all(self) -> tuple[np.ndarray, np.ndarray]:
+    def _mark_all(self) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Equity and gross exposure at every close, from the portfolio states recorded at the
         steps where they changed: piecewise-constant positions marked in one numpy pass."""
         n = len(self.timeline)
@@ -318,18 +325,20 @@ class BacktestRunner:
         segment = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, n)))
         equity = np.array([state[0] for _, state in self._states])[segment]
         exposure = np.zeros(n)
+        positions = {}
         for symbol in sorted(self.feeds):
             qty = np.array([_held_value(state[1], symbol, 1) for _, state in self._states])[segment]
             cost = np.array([_held_value(state[1], symbol, 2) for _, state in self._states])[segment]
+            positions[symbol] = qty
             held = qty != 0
             close = self.feeds[symbol].close
             equity = equity + np.where(held, qty * close - cost, 0.0)
             exposure = exposure + np.where(held, np.abs(qty) * close, 0.0)
-        return equity, exposure
+        return equity, exposure, positions
 
     def _result(self) -> BacktestResult:
         account = self.portfolio.account
-        interval = min((f.series.median_interval_ms for f in self.feeds.values()), default=0)
+        interval = self.bar_interval_ms
         return BacktestResult(
             strategy=self.strategy.label,
             params=self.strategy.params(),
@@ -345,6 +354,7 @@ class BacktestRunner:
             funding_paid=account.funding_paid,
             bar_interval_ms=interval,
             liquidations=self.venue.liquidations,
+            positions=self.positions,
             meta={"vectorised": self.vectorised},
         )
 

@@ -54,6 +54,7 @@ class Engine:
         self.orders: list[Order] = []
         self.frames: dict[str, Frame] = {}
         strategy.bind(self)
+        self.risk.bind(self)
 
     # ------------------------------------------------------------ StrategyContext
     def now(self) -> int:

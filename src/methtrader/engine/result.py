@@ -30,4 +30,5 @@ class BacktestResult:
     funding_paid: Decimal
     bar_interval_ms: int
     liquidations: int = 0
+    positions: dict[str, np.ndarray] = field(default_factory=dict)  # signed qty held at each close
     meta: dict[str, object] = field(default_factory=dict)

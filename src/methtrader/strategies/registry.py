@@ -6,9 +6,10 @@ from pathlib import Path
 
 from methtrader.strategies.base import Strategy, StrategyError
 from methtrader.strategies.breakout import Breakout
+from methtrader.strategies.hold import Hold
 from methtrader.strategies.sma_cross import SmaCross
 
-BUILTINS: dict[str, type[Strategy]] = {cls.name: cls for cls in (SmaCross, Breakout)}
+BUILTINS: dict[str, type[Strategy]] = {cls.name: cls for cls in (SmaCross, Breakout, Hold)}
 
 
 def load_strategy_class(spec: str) -> type[Strategy]:

@@ -1,0 +1,1 @@
+"""Risk measures for positions and portfolios: Value-at-Risk, Expected Shortfall and their helpers."""

@@ -1,0 +1,394 @@
+"""The risk guard: every order passes it, and it acts on its own. After each bar's fills it
+computes VaR, ES, equity and drawdown of the live positions; above the VaR limit it cancels all
+orders, liquidates every position with reduce-only market orders and HALTS; drawdown and daily
+loss tighten the trading state; the emergency brake does the same as a VaR breach. Only a
+recorded human `resume` loosens it again.
+
+In a backtest it also tells the runner, with a vectorised scan of the bars ahead, the first bar
+where it would act — so the engine may skip quiet bars and the guard still sees every one.
+"""
+
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from methtrader.model import Fill, Order, OrderStatus, OrderType, Side
+from methtrader.model.bar import DAY_MS
+from methtrader.model.instrument import to_decimal
+from methtrader.risk.control import ControlChannel, ControlCommand
+from methtrader.risk.drawdown import DrawdownTracker
+from methtrader.risk.exposure import RiskModel, equity, ewma_path, log_returns, var_es
+from methtrader.risk.limits import Limits, OrderContext, OrderRateLimit, check_limits, reduces
+from methtrader.risk.state import TradingState, TradingStateMachine
+
+if TYPE_CHECKING:
+    from methtrader.engine.engine import Engine
+    from methtrader.risk.metrics import RiskMetrics
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    """Automatic rules; None switches one off. Fractions are of current equity (or its peak)."""
+
+    model: RiskModel = field(default_factory=RiskModel)
+    var_limit: float | None = 0.05
+    drawdown_reduce: float | None = None
+    drawdown_halt: float | None = None
+    daily_loss_halt: float | None = None
+    limits: Limits = field(default_factory=Limits)
+
+
+@dataclass(frozen=True, slots=True)
+class GuardEvent:
+    ts: int
+    kind: str  # var_liquidation, brake, drawdown_reduce, drawdown_halt, daily_loss, resume, unknown_state
+    detail: str
+    var: float = float("nan")
+    equity: float = float("nan")
+
+
+@dataclass(frozen=True, slots=True)
+class DeniedOrder:
+    ts: int
+    trade_id: str
+    symbol: str
+    reason: str
+
+
+class RiskGuard:
+    """The engine's risk hook. Bind it to an engine, `prepare` it with the timeline's closes."""
+
+    def __init__(
+        self,
+        config: GuardConfig | None = None,
+        control: ControlChannel | None = None,
+        metrics: "RiskMetrics | None" = None,
+    ) -> None:
+        self.config = config or GuardConfig()
+        self.control = control
+        self.metrics = metrics
+        self.state = TradingStateMachine()
+        self.drawdown = DrawdownTracker()
+        self.rate = OrderRateLimit(self.config.limits.max_orders_per_minute)
+        self.events: list[GuardEvent] = []
+        self.denied: list[DeniedOrder] = []
+        self.denied_by_reason: Counter[str] = Counter()
+        self.liquidations = 0
+        self.liquidation_ids: set[str] = set()
+        self.last_var = self.last_es = self.last_equity = float("nan")
+        self._own: set[str] = set()
+        self._flattening = False
+        self._seen_control = control.latest().seq if control is not None and control.latest() else 0
+        self._engine: Engine | None = None
+        self._scanned: tuple | None = None
+        self._sized_limits = any(
+            v is not None
+            for v in (
+                self.config.limits.max_position_notional,
+                self.config.limits.max_gross_exposure,
+                self.config.limits.max_leverage,
+                self.config.limits.max_order_notional,
+            )
+        )
+
+    # ------------------------------------------------------------------ wiring
+    def bind(self, engine: "Engine") -> None:
+        self._engine = engine
+
+    def prepare(self, timeline: np.ndarray, closes: dict[str, np.ndarray], bar_ms: int) -> None:
+        """Market data on the engine's timeline (closes forward-filled, NaN before a symbol's
+        first bar). Covariances at step i use returns up to and including step i only."""
+        model = self.config.model
+        self.timeline = timeline
+        self.symbols = sorted(closes)
+        self.index = {s: k for k, s in enumerate(self.symbols)}
+        self.close = {s: closes[s] for s in self.symbols}
+        self.scale = model.horizon_scale(bar_ms)
+        returns = {s: log_returns(closes[s]) for s in self.symbols}
+        first = {s: int(np.argmax(np.isfinite(closes[s]))) for s in self.symbols}
+        self.cov: dict[tuple[int, int], np.ndarray] = {}
+        for a, sa in enumerate(self.symbols):
+            for b in range(a, len(self.symbols)):
+                sb = self.symbols[b]
+                start = max(first[sa], first[sb]) + model.min_bars
+                self.cov[a, b] = ewma_path(returns[sa] * returns[sb], model.lam, start)
+
+    # ------------------------------------------------------------------ RiskHook
+    def check(self, order: Order) -> str | None:
+        """None lets the order through; otherwise the recorded reason it was denied."""
+        if order.trade_id in self._own:
+            return None
+        engine = self._require_engine()
+        state = self.state.state
+        reason = None
+        if state is TradingState.HALTED:
+            reason = "halted"
+        else:
+            position = engine.position(order.symbol)
+            if state is TradingState.REDUCING and not (order.reduce_only or reduces(order, position)):
+                reason = "reducing_only"
+            elif self._sized_limits or order.type is OrderType.LIMIT:
+                reason = check_limits(order, self.config.limits, self._context(order.symbol, position))
+            if reason is None and not self.rate.allow(engine.now()):
+                reason = "max_order_rate"
+        if reason is not None:
+            self.denied.append(DeniedOrder(engine.now(), order.trade_id, order.symbol, reason))
+            self.denied_by_reason[reason] += 1
+            if self.metrics is not None:
+                self.metrics.denied(reason)
+        return reason
+
+    def on_fill(self, fill: Fill) -> None:
+        """Fills are evaluated with the bar they belong to, in `on_step` right after them."""
+        if self.metrics is not None and fill.is_liquidation:
+            self.metrics.exchange_liquidation()
+
+    def on_step(self, ts: int) -> None:
+        """Evaluate every rule after a bar's fills, at that bar's closes."""
+        i = int(np.searchsorted(self.timeline, ts))
+        self._follow_control(ts)
+        wallet, held = self._require_engine().portfolio.snapshot()
+        symbols = [s for s, _, _ in held]
+        qty = [q for _, q, _ in held]
+        cost = [c for _, _, c in held]
+        closes = [self.close[s].item(i) for s in symbols]
+        eq = float(equity(wallet, qty, cost, closes))
+        var, es = self._var_es(symbols, qty, closes, i)
+        self.last_var, self.last_es, self.last_equity = float(var), float(es), eq
+        self.drawdown.update(ts, eq)
+        self._apply_rules(ts, eq, float(var), bool(held))
+        if self._flattening:
+            self._keep_flattening(ts)
+        if self.metrics is not None:
+            self.metrics.observe(self)
+
+    def busy(self) -> bool:
+        """True while a liquidation is still working: the runner must not skip the next bar."""
+        return self._flattening
+
+    # ------------------------------------------------------------------ human actions
+    def brake(self, reason: str, who: str, ts: int | None = None) -> None:
+        """Emergency brake in this process: cancel everything, flatten, HALT."""
+        now = self._require_engine().now() if ts is None else ts
+        self._liquidate(now, "brake", f"{reason} (by {who})", who)
+
+    def resume(self, reason: str, who: str, ts: int | None = None) -> None:
+        now = self._require_engine().now() if ts is None else ts
+        if self.state.resume(reason, now, who):
+            self._flattening = False
+            self.events.append(GuardEvent(now, "resume", f"{reason} (by {who})"))
+
+    def unknown_state(self, reason: str, ts: int | None = None) -> None:
+        """Exchange or database state is unclear: block new exposure, keep reducing allowed."""
+        now = self._require_engine().now() if ts is None else ts
+        if self.state.tighten(TradingState.REDUCING, f"unknown state: {reason}", now):
+            self.events.append(GuardEvent(now, "unknown_state", reason))
+
+    # ------------------------------------------------------------------ backtest scan
+    def scan(self, a: int, b: int) -> int | None:
+        """First step in [a, b) where a rule would act if positions stay as they are now."""
+        if self._control_pending():
+            return a
+        wallet, held = self._require_engine().portfolio.snapshot()
+        if not held:
+            return None  # equity is constant when flat: no rule can newly fire
+        eq, var = self._segment(a, b, wallet, held)
+        self._scanned = (a, held, eq, var)
+        fire = np.zeros(b - a, dtype=bool)
+        if held and self.config.var_limit is not None and not self._flattening:
+            fire |= (eq > 0) & (var > self.config.var_limit * eq)
+        fire |= self._drawdown_fires(self.timeline[a:b], eq)
+        hits = np.flatnonzero(fire)
+        return a + int(hits[0]) if len(hits) else None
+
+    def absorb(self, a: int, b: int) -> None:
+        """Account for steps [a, b) the runner skipped (the scan found nothing there)."""
+        wallet, held = self._require_engine().portfolio.snapshot()
+        cached = self._scanned
+        if cached is not None and cached[0] == a and cached[1] is held and len(cached[2]) >= b - a:
+            eq, var = cached[2][: b - a], cached[3][: b - a]
+        else:
+            eq, var = self._segment(a, b, wallet, held)
+        self._scanned = None
+        self.drawdown.absorb(self.timeline[a:b], eq)
+        if b > a:
+            self.last_var, self.last_equity = float(var[-1]), float(eq[-1])
+
+    def var_path(self, positions: dict[str, np.ndarray]) -> np.ndarray:
+        """VaR at every step of the timeline for per-step positions (a backtest's result)."""
+        symbols = [s for s in self.symbols if s in positions]
+        if not symbols:
+            return np.zeros(len(self.timeline))
+        closes = [self.close[s] for s in symbols]
+        var, _ = self._var_es(symbols, [positions[s] for s in symbols], closes, slice(None))
+        return np.asarray(var)
+
+    # ------------------------------------------------------------------ internals
+    def _require_engine(self) -> "Engine":
+        if self._engine is None:
+            raise RuntimeError("RiskGuard is not bound to an engine")
+        return self._engine
+
+    def _context(self, symbol: str, position: Decimal) -> OrderContext:
+        engine = self._require_engine()
+        i = int(np.searchsorted(self.timeline, engine.now()))
+        wallet, held = engine.portfolio.snapshot()
+        marks = {s: self.close[s].item(min(i, len(self.timeline) - 1)) for s in self.symbols}
+        eq = float(
+            equity(wallet, [q for _, q, _ in held], [c for _, _, c in held], [marks[s] for s, _, _ in held])
+        )
+        gross = sum(abs(q) * marks[s] for s, q, _ in held)
+        return OrderContext(position, to_decimal(marks[symbol]), to_decimal(eq), to_decimal(float(gross)))
+
+    def _var_es(self, symbols: list[str], qty: list[float], closes: list, i: int | slice) -> tuple:
+        k = [self.index[s] for s in symbols]
+        cov = {}
+        for a in range(len(k)):
+            for b in range(a, len(k)):
+                lo, hi = min(k[a], k[b]), max(k[a], k[b])
+                path = self.cov[lo, hi]
+                cov[a, b] = path.item(i) if isinstance(i, int) else path[i]
+        if not symbols:
+            return 0.0, 0.0
+        return var_es(self.config.model, self.scale, qty, closes, cov)
+
+    def _segment(self, a: int, b: int, wallet: float, held: list) -> tuple[np.ndarray, np.ndarray]:
+        symbols = [s for s, _, _ in held]
+        qty = [q for _, q, _ in held]
+        closes = [self.close[s][a:b] for s in symbols]
+        eq = np.broadcast_to(
+            np.asarray(equity(wallet, qty, [c for _, _, c in held], closes), dtype=float), (b - a,)
+        )
+        if not held:
+            return eq, np.zeros(b - a)
+        var, _ = self._var_es(symbols, qty, closes, slice(a, b))
+        return eq, np.asarray(var)
+
+    def _drawdown_fires(self, ts: np.ndarray, eq: np.ndarray) -> np.ndarray:
+        """Per step: would the drawdown or daily-loss rules tighten the state there?"""
+        fire = np.zeros(len(eq), dtype=bool)
+        state = self.state.state
+        levels = []
+        if self.config.drawdown_reduce is not None and state < TradingState.REDUCING:
+            levels.append(self.config.drawdown_reduce)
+        if self.config.drawdown_halt is not None and state < TradingState.HALTED:
+            levels.append(self.config.drawdown_halt)
+        if levels and len(eq):
+            first_peak = eq[0] if self.drawdown.peak != self.drawdown.peak else self.drawdown.peak
+            peak = np.maximum.accumulate(np.concatenate(([first_peak], eq)))[1:]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                drawdown = np.where(peak > 0, 1.0 - eq / peak, 0.0)
+            fire |= drawdown >= min(levels)
+        if self.config.daily_loss_halt is not None and state < TradingState.HALTED and len(eq):
+            day = ts // DAY_MS
+            start = np.empty(len(eq))
+            same = day == self.drawdown.day
+            start[same] = self.drawdown.day_start_equity
+            first_of_day = np.searchsorted(ts, day * DAY_MS)
+            previous = np.concatenate(([self.drawdown.last_equity], eq[:-1]))[first_of_day]
+            start[~same] = np.where(np.isnan(previous), eq[first_of_day], previous)[~same]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                loss = np.where(start > 0, np.maximum(0.0, 1.0 - eq / start), 0.0)
+            fire |= loss >= self.config.daily_loss_halt
+        return fire
+
+    def _apply_rules(self, ts: int, eq: float, var: float, holding: bool) -> None:
+        cfg = self.config
+        if (
+            holding
+            and cfg.var_limit is not None
+            and not self._flattening
+            and eq > 0
+            and var > cfg.var_limit * eq
+        ):
+            self._liquidate(
+                ts, "var_liquidation", f"VaR {var:.2f} > {cfg.var_limit:.2%} of equity {eq:.2f}", var=var
+            )
+        dd = self.drawdown
+        if cfg.drawdown_halt is not None and dd.drawdown >= cfg.drawdown_halt:
+            self._tighten(ts, TradingState.HALTED, "drawdown_halt", f"drawdown {dd.drawdown:.2%}", eq)
+        elif cfg.drawdown_reduce is not None and dd.drawdown >= cfg.drawdown_reduce:
+            self._tighten(ts, TradingState.REDUCING, "drawdown_reduce", f"drawdown {dd.drawdown:.2%}", eq)
+        if cfg.daily_loss_halt is not None and dd.daily_loss >= cfg.daily_loss_halt:
+            self._tighten(ts, TradingState.HALTED, "daily_loss", f"daily loss {dd.daily_loss:.2%}", eq)
+
+    def _tighten(self, ts: int, new: TradingState, kind: str, detail: str, eq: float) -> None:
+        if self.state.tighten(new, f"{kind}: {detail}", ts):
+            self.events.append(GuardEvent(ts, kind, detail, self.last_var, eq))
+
+    def _liquidate(
+        self, ts: int, kind: str, detail: str, who: str = "guard", var: float = float("nan")
+    ) -> None:
+        """Cancel every open order and flatten every position with reduce-only market orders; HALT."""
+        self.state.tighten(TradingState.HALTED, f"{kind}: {detail}", ts, who)
+        self.events.append(GuardEvent(ts, kind, detail, var, self.last_equity))
+        self.liquidations += 1
+        self._flattening = True
+        if self.metrics is not None:
+            self.metrics.guard_liquidation(kind)
+        self._keep_flattening(ts)
+
+    def _keep_flattening(self, ts: int) -> None:
+        """Until flat: cancel what the strategy has working, (re)send closing orders."""
+        engine = self._require_engine()
+        for order in engine.open_orders():
+            if order.trade_id not in self._own:
+                engine.cancel(order.trade_id)
+        working = {o.symbol for o in engine.open_orders() if o.trade_id in self._own}
+        flat = True
+        for symbol, pos in list(engine.portfolio.account.positions.items()):
+            if pos.qty == 0:
+                continue
+            flat = False
+            if symbol in working:
+                continue
+            order = Order(
+                trade_id=engine.new_trade_id(),
+                symbol=symbol,
+                side=Side.SELL if pos.qty > 0 else Side.BUY,
+                qty=abs(pos.qty),
+                type=OrderType.MARKET,
+                reduce_only=True,
+            )
+            self._own.add(order.trade_id)
+            self.liquidation_ids.add(order.trade_id)
+            engine.submit(order)
+            if order.status is OrderStatus.REJECTED:
+                self.events.append(GuardEvent(ts, "liquidation_rejected", f"{symbol}: {order.reject_reason}"))
+        if flat and not working:
+            self._flattening = False
+
+    def _control_pending(self) -> bool:
+        if self.control is None:
+            return False
+        latest = self.control.latest()
+        return latest is not None and latest.seq > self._seen_control
+
+    def _follow_control(self, ts: int) -> None:
+        if self.control is None:
+            return
+        if not self.control.healthy:
+            self.unknown_state("control channel unreachable", ts)
+        latest = self.control.latest()
+        if latest is None or latest.seq <= self._seen_control:
+            return
+        for command in self._new_commands(latest):
+            if command.action == "brake":
+                self.brake(command.reason, command.who, ts)
+            else:
+                self.resume(command.reason, command.who, ts)
+        self._seen_control = latest.seq
+
+    def _new_commands(self, latest: ControlCommand) -> list[ControlCommand]:
+        """Commands since the last one seen; the latest alone when history is unavailable."""
+        assert self.control is not None
+        try:
+            newer = [c for c in self.control.history() if c.seq > self._seen_control]
+        except Exception:  # history is best effort; the latest command still applies
+            newer = []
+        return newer or [latest]

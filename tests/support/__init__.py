@@ -1,0 +1,1 @@
+"""Helpers shared by the test suite (private servers, fixtures' building blocks)."""
