@@ -292,7 +292,7 @@ class BacktestRunner:
                 self.engine.on_funding(payment.amount)
         if fills:
             self.engine.on_fills(fills)
-        self.engine.risk.on_step(ts)
+        self.engine.risk.on_step(ts, i)
         state = self.portfolio.snapshot()
         if state is not self._states[-1][1]:
             self._states.append((i, state))

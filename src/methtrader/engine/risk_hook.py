@@ -24,8 +24,8 @@ class RiskHook(Protocol):
 
     def on_fill(self, fill: Fill) -> None: ...
 
-    def on_step(self, ts: int) -> None:
-        """After each bar's fills, before the strategy sees the bar."""
+    def on_step(self, ts: int, step: int | None = None) -> None:
+        """After each bar's fills, before the strategy sees the bar (`step`: its timeline index)."""
         ...
 
     def busy(self) -> bool:
@@ -56,7 +56,7 @@ class NoRisk:
     def on_fill(self, fill: Fill) -> None:
         return None
 
-    def on_step(self, ts: int) -> None:
+    def on_step(self, ts: int, step: int | None = None) -> None:
         return None
 
     def busy(self) -> bool:

@@ -69,5 +69,26 @@ class DrawdownTracker:
         start = self.day_start_equity
         self.daily_loss = max(0.0, 1.0 - float(equity[-1]) / start) if start > 0 else 0.0
 
+    def absorb_below_peak(self, worst: float, last: float, last_ts: int, day_start: float) -> bool:
+        """`absorb` for a stretch that makes no new peak, from its lowest and last equity alone
+        (`day_start`: the equity before the last bar's UTC day began, if it began inside the
+        stretch). False, and nothing changed, when that is not enough: use `absorb`."""
+        peak = self.peak
+        if math.isnan(peak) or (self.under_water_since is None and peak > 0 and worst < peak):
+            return False
+        if peak > 0:
+            self.max_drawdown = max(self.max_drawdown, 1.0 - worst / peak)
+            self.drawdown = 1.0 - last / peak
+        else:
+            self.drawdown = 0.0
+        day = last_ts // DAY_MS
+        if day != self.day:
+            self.day = day
+            self.day_start_equity = day_start
+        self.last_equity = last
+        start = self.day_start_equity
+        self.daily_loss = max(0.0, 1.0 - last / start) if start > 0 else 0.0
+        return True
+
     def time_under_water_ms(self, now: int) -> int:
         return 0 if self.under_water_since is None else now - self.under_water_since

@@ -8,6 +8,7 @@ In a backtest it also tells the runner, with a vectorised scan of the bars ahead
 where it would act — so the engine may skip quiet bars and the guard still sees every one.
 """
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -86,6 +87,7 @@ class RiskGuard:
         self._seen_control = control.latest().seq if control is not None and control.latest() else 0
         self._engine: Engine | None = None
         self._scanned: tuple | None = None
+        self._bounds_cache: tuple | None = None
         self._sized_limits = any(
             v is not None
             for v in (
@@ -117,6 +119,11 @@ class RiskGuard:
                 sb = self.symbols[b]
                 start = max(first[sa], first[sb]) + model.min_bars
                 self.cov[a, b] = ewma_path(returns[sa] * returns[sb], model.lam, start)
+        # |price| × σ per bar: bounds a single position's VaR over a stretch with one max()
+        self._vol_price = {
+            s: np.nan_to_num(np.abs(self.close[s]) * np.sqrt(self.cov[k, k]), nan=0.0)
+            for s, k in self.index.items()
+        }
 
     # ------------------------------------------------------------------ RiskHook
     def check(self, order: Order) -> str | None:
@@ -148,17 +155,27 @@ class RiskGuard:
         if self.metrics is not None and fill.is_liquidation:
             self.metrics.exchange_liquidation()
 
-    def on_step(self, ts: int) -> None:
-        """Evaluate every rule after a bar's fills, at that bar's closes."""
-        i = int(np.searchsorted(self.timeline, ts))
-        self._follow_control(ts)
+    def on_step(self, ts: int, step: int | None = None) -> None:
+        """Evaluate every rule after a bar's fills, at that bar's closes (`step`: the bar's index
+        on the prepared timeline, when the caller knows it)."""
+        i = int(np.searchsorted(self.timeline, ts)) if step is None else step
+        if self.control is not None:
+            self._follow_control(ts)
         wallet, held = self._require_engine().portfolio.snapshot()
-        symbols = [s for s, _, _ in held]
-        qty = [q for _, q, _ in held]
-        cost = [c for _, _, c in held]
-        closes = [self.close[s].item(i) for s in symbols]
-        eq = float(equity(wallet, qty, cost, closes))
-        var, es = self._var_es(symbols, qty, closes, i)
+        if len(held) == 1:  # the common case, inlined with the same operation order as below
+            symbol, qty, cost = held[0]
+            close = self.close[symbol].item(i)
+            eq = wallet + (qty * close - cost)
+            weight = qty * close
+            variance = weight * weight * self.cov[self.index[symbol], self.index[symbol]].item(i)
+            sigma = (math.sqrt(variance) if variance > 0 else 0.0 if variance <= 0 else math.nan) * self.scale
+            var, es = self.config.model.z * sigma, self.config.model.es_factor * sigma
+        else:
+            symbols = [s for s, _, _ in held]
+            qty_list = [q for _, q, _ in held]
+            closes = [self.close[s].item(i) for s in symbols]
+            eq = float(equity(wallet, qty_list, [c for _, _, c in held], closes))
+            var, es = self._var_es(symbols, qty_list, closes, i)
         self.last_var, self.last_es, self.last_equity = float(var), float(es), eq
         self.drawdown.update(ts, eq)
         self._apply_rules(ts, eq, float(var), bool(held))
@@ -197,6 +214,8 @@ class RiskGuard:
         wallet, held = self._require_engine().portfolio.snapshot()
         if not held:
             return None  # equity is constant when flat: no rule can newly fire
+        if self._quick_clear(a, b, wallet, held):
+            return None
         eq, var = self._segment(a, b, wallet, held)
         self._scanned = (a, held, eq, var)
         fire = np.zeros(b - a, dtype=bool)
@@ -209,15 +228,79 @@ class RiskGuard:
     def absorb(self, a: int, b: int) -> None:
         """Account for steps [a, b) the runner skipped (the scan found nothing there)."""
         wallet, held = self._require_engine().portfolio.snapshot()
+        if b > a and self._quick_absorb(a, b, wallet, held):
+            return
         cached = self._scanned
         if cached is not None and cached[0] == a and cached[1] is held and len(cached[2]) >= b - a:
-            eq, var = cached[2][: b - a], cached[3][: b - a]
+            eq = cached[2][: b - a]
         else:
-            eq, var = self._segment(a, b, wallet, held)
+            eq, _ = self._segment(a, b, wallet, held)
         self._scanned = None
         self.drawdown.absorb(self.timeline[a:b], eq)
-        if b > a:
-            self.last_var, self.last_equity = float(var[-1]), float(eq[-1])
+
+    def _bounds(self, a: int, b: int, wallet: float, held: list) -> tuple[float, float]:
+        """Best and worst equity over [a, b) for one position: equity is monotone in the price,
+        and IEEE rounding keeps it so, hence exactly the equity at the extreme closes."""
+        key = (a, b, wallet, held)
+        if self._bounds_cache is not None and self._bounds_cache[0] == key:
+            return self._bounds_cache[1]
+        symbol, qty, cost = held[0]
+        close = self.close[symbol][a:b]
+        high, low = float(close.max()), float(close.min())
+        best, worst = (high, low) if qty > 0 else (low, high)
+        bounds = wallet + (qty * best - cost), wallet + (qty * worst - cost)  # `equity`, inlined
+        self._bounds_cache = (key, bounds)
+        return bounds
+
+    def _quick_clear(self, a: int, b: int, wallet: float, held: list) -> bool:
+        """True when bounds alone prove no rule fires in [a, b) (one position, no daily-loss
+        rule); the exact per-bar scan is needed otherwise."""
+        if len(held) != 1 or self.config.daily_loss_halt is not None:
+            return False
+        best, worst = self._bounds(a, b, wallet, held)
+        if not worst > 0:
+            return False
+        if self.config.var_limit is not None and not self._flattening:
+            symbol, qty, _ = held[0]
+            bound = self.config.model.z * self.scale * abs(qty) * float(self._vol_price[symbol][a:b].max())
+            if not bound * (1 + 1e-9) < self.config.var_limit * worst:
+                return False
+        levels = self._levels()
+        if levels:
+            peak = self.drawdown.peak
+            if not (best <= peak and 1.0 - worst / peak < min(levels)):
+                return False
+        return True
+
+    def _quick_absorb(self, a: int, b: int, wallet: float, held: list) -> bool:
+        """`absorb` from the stretch's extremes when it makes no new equity peak."""
+        if len(held) != 1:
+            return False
+        best, worst = self._bounds(a, b, wallet, held)
+        if not best <= self.drawdown.peak:
+            return False
+        symbol, qty, cost = held[0]
+        last_ts = self.timeline.item(b - 1)
+        first = int(np.searchsorted(self.timeline, (last_ts // DAY_MS) * DAY_MS))
+        closes = self.close[symbol]
+        day_start = self.drawdown.last_equity
+        if first > a:
+            day_start = wallet + (qty * closes.item(first - 1) - cost)
+        elif first == a and math.isnan(day_start):
+            day_start = wallet + (qty * closes.item(a) - cost)
+        last = wallet + (qty * closes.item(b - 1) - cost)
+        # last_var / last_equity are left for the next on_step, which always recomputes them
+        return self.drawdown.absorb_below_peak(worst, last, last_ts, day_start)
+
+    def _levels(self) -> list[float]:
+        """Drawdown levels that would still tighten the current state."""
+        state = self.state.state
+        levels = []
+        if self.config.drawdown_reduce is not None and state < TradingState.REDUCING:
+            levels.append(self.config.drawdown_reduce)
+        if self.config.drawdown_halt is not None and state < TradingState.HALTED:
+            levels.append(self.config.drawdown_halt)
+        return levels
 
     def var_path(self, positions: dict[str, np.ndarray]) -> np.ndarray:
         """VaR at every step of the timeline for per-step positions (a backtest's result)."""
@@ -273,11 +356,7 @@ class RiskGuard:
         """Per step: would the drawdown or daily-loss rules tighten the state there?"""
         fire = np.zeros(len(eq), dtype=bool)
         state = self.state.state
-        levels = []
-        if self.config.drawdown_reduce is not None and state < TradingState.REDUCING:
-            levels.append(self.config.drawdown_reduce)
-        if self.config.drawdown_halt is not None and state < TradingState.HALTED:
-            levels.append(self.config.drawdown_halt)
+        levels = self._levels()
         if levels and len(eq):
             first_peak = eq[0] if self.drawdown.peak != self.drawdown.peak else self.drawdown.peak
             peak = np.maximum.accumulate(np.concatenate(([first_peak], eq)))[1:]
