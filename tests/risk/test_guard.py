@@ -2,6 +2,7 @@
 brake through the control channel, and identical decisions in vectorised and event backtests."""
 
 import math
+import time
 from decimal import Decimal
 
 import numpy as np
@@ -244,3 +245,70 @@ def test_guard_needs_an_engine():
     guard = RiskGuard()
     with pytest.raises(RuntimeError, match="not bound"):
         guard.check(Order("x", SYM, Side.BUY, Decimal(1), OrderType.MARKET))
+
+
+class LiveFedGuard(RiskGuard):
+    """A guard fed bar by bar through `observe`, as the paper and live runners feed it."""
+
+    def prepare(self, timeline, closes, bar_ms):
+        self._feed = closes
+        self.start_live(list(closes), bar_ms)
+
+    def on_step(self, ts, step=None):
+        step = self.observe(ts, {s: float(c[step]) for s, c in self._feed.items()})
+        super().on_step(ts)
+
+    def scan(self, a, b):
+        return a  # a live feed cannot look ahead: never let the runner skip a bar
+
+
+def test_live_fed_guard_decides_like_the_prepared_one():
+    series = calm_then_storm(600, storm_at=400, seed=3)
+    config = GuardConfig(drawdown_reduce=0.03, drawdown_halt=0.08)
+    prepared, live = RiskGuard(config), LiveFedGuard(config)
+    results = [
+        run(SmaCross(fast=4, slow=12, qty=40), series, g, vectorised=False, lev=2) for g in (prepared, live)
+    ]
+    assert [f.trade_id for f in results[0].fills] == [f.trade_id for f in results[1].fills]
+    assert [(e.ts, e.kind) for e in prepared.events] == [(e.ts, e.kind) for e in live.events]
+    assert prepared.events
+    for e1, e2 in zip(prepared.events, live.events, strict=True):
+        assert e1.var == pytest.approx(e2.var, rel=1e-12, nan_ok=True)
+    assert np.allclose(
+        np.asarray(live.cov[0, 0], dtype=float), prepared.cov[0, 0], rtol=1e-12, equal_nan=True
+    )
+
+
+class BrakeAtBarThenWait(BrakeAtBar):
+    """Live, bars arrive seconds apart; a backtest is faster than pub/sub, so wait like one."""
+
+    def on_bar(self, bar) -> None:
+        super().on_bar(bar)
+        if self.bars == self.at:
+            deadline = time.monotonic() + 5
+            while not self.watched.braked() and time.monotonic() < deadline:
+                time.sleep(0.005)
+
+
+def test_brake_through_redis_reaches_the_guard(redis_url):
+    from methtrader.risk.control import RedisControl
+
+    operator = RedisControl(redis_url, account="acct")
+    watched = RedisControl(redis_url, account="acct")
+    try:
+        guard = RiskGuard(GuardConfig(var_limit=None), control=watched)
+        strategy = BrakeAtBarThenWait()
+        strategy.control, strategy.watched = operator, watched
+        series = calm_then_storm()
+        result = run(strategy, series, guard, vectorised=False)
+        (event,) = [e for e in guard.events if e.kind == "brake"]
+        assert "alice@desk" in event.detail and guard.state.state is TradingState.HALTED
+        assert result.positions[SYM][-1] == 0
+        late = [
+            o for o in result.orders if o.created_ts > event.ts and o.trade_id not in guard.liquidation_ids
+        ]
+        assert late and all(o.reject_reason == "risk:halted" for o in late)
+        assert watched.braked() and watched.healthy
+    finally:
+        operator.close()
+        watched.close()

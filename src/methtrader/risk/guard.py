@@ -21,7 +21,7 @@ from methtrader.model.bar import DAY_MS
 from methtrader.model.instrument import to_decimal
 from methtrader.risk.control import ControlChannel, ControlCommand
 from methtrader.risk.drawdown import DrawdownTracker
-from methtrader.risk.exposure import RiskModel, equity, ewma_path, log_returns, var_es
+from methtrader.risk.exposure import RiskModel, equity, ewma_path, ewma_step, log_returns, var_es
 from methtrader.risk.limits import Limits, OrderContext, OrderRateLimit, check_limits, reduces
 from methtrader.risk.state import TradingState, TradingStateMachine
 
@@ -88,6 +88,7 @@ class RiskGuard:
         self._engine: Engine | None = None
         self._scanned: tuple | None = None
         self._bounds_cache: tuple | None = None
+        self._live = False
         self._sized_limits = any(
             v is not None
             for v in (
@@ -125,6 +126,51 @@ class RiskGuard:
             for s, k in self.index.items()
         }
 
+    def start_live(self, symbols: list[str], bar_ms: int) -> None:
+        """Paper and live trading: no history ahead; `observe` appends each bar as it closes."""
+        model = self.config.model
+        self.symbols = sorted(symbols)
+        self.index = {s: k for k, s in enumerate(self.symbols)}
+        self.scale = model.horizon_scale(bar_ms)
+        self.timeline = _Series()
+        self.close = {s: _Series() for s in self.symbols}
+        self.cov = {(a, b): _Series() for a in range(len(self.symbols)) for b in range(a, len(self.symbols))}
+        self._products: dict[tuple[int, int], list[float]] = {pair: [] for pair in self.cov}
+        self._first: dict[str, int | None] = {s: None for s in self.symbols}
+        self._live = True
+
+    def observe(self, ts: int, closes: dict[str, float]) -> int:
+        """Append one bar's closes (a missing symbol keeps its last close); the same EWMA
+        recursion as `prepare`, one step at a time. Returns the step index for `on_step`."""
+        model = self.config.model
+        step = len(self.timeline)
+        self.timeline.append(ts)
+        returns = {}
+        for s in self.symbols:
+            series = self.close[s]
+            previous = series[-1] if series else math.nan
+            close = closes.get(s, previous)
+            series.append(close)
+            if self._first[s] is None and math.isfinite(close):
+                self._first[s] = step
+            ratio = close / previous if step and previous > 0 else math.nan
+            r = float(np.log(np.float64(ratio))) if math.isfinite(ratio) and ratio > 0 else 0.0
+            returns[s] = r if math.isfinite(r) else 0.0
+        for (a, b), path in self.cov.items():
+            sa, sb = self.symbols[a], self.symbols[b]
+            product = returns[sa] * returns[sb]
+            products = self._products[a, b]
+            products.append(product)
+            first_a, first_b = self._first[sa], self._first[sb]
+            start = None if first_a is None or first_b is None else max(first_a, first_b) + model.min_bars
+            if start is None or step < start:
+                path.append(math.nan)
+            elif step == start:
+                path.append(float(np.mean(np.asarray(products[1 : start + 1]))))
+            else:
+                path.append(ewma_step(path[-1], product, model.lam))
+        return step
+
     # ------------------------------------------------------------------ RiskHook
     def check(self, order: Order) -> str | None:
         """None lets the order through; otherwise the recorded reason it was denied."""
@@ -158,7 +204,12 @@ class RiskGuard:
     def on_step(self, ts: int, step: int | None = None) -> None:
         """Evaluate every rule after a bar's fills, at that bar's closes (`step`: the bar's index
         on the prepared timeline, when the caller knows it)."""
-        i = int(np.searchsorted(self.timeline, ts)) if step is None else step
+        if step is not None:
+            i = step
+        elif self._live:
+            i = len(self.timeline) - 1
+        else:
+            i = int(np.searchsorted(self.timeline, ts))
         if self.control is not None:
             self._follow_control(ts)
         wallet, held = self._require_engine().portfolio.snapshot()
@@ -319,7 +370,7 @@ class RiskGuard:
 
     def _context(self, symbol: str, position: Decimal) -> OrderContext:
         engine = self._require_engine()
-        i = int(np.searchsorted(self.timeline, engine.now()))
+        i = len(self.timeline) - 1 if self._live else int(np.searchsorted(self.timeline, engine.now()))
         wallet, held = engine.portfolio.snapshot()
         marks = {s: self.close[s].item(min(i, len(self.timeline) - 1)) for s in self.symbols}
         eq = float(
@@ -471,3 +522,10 @@ class RiskGuard:
         except Exception:  # history is best effort; the latest command still applies
             newer = []
         return newer or [latest]
+
+
+class _Series(list):
+    """A growing column for live trading, read like the numpy arrays of a backtest."""
+
+    def item(self, i: int) -> float:
+        return self[i]
