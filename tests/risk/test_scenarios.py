@@ -18,7 +18,7 @@ from methtrader.strategies import Hold
 def test_guard_liquidates_at_the_first_var_breach_and_ends_flat(scenario):
     for leg in SCENARIOS[scenario]:
         report = run_leg(
-            leg, lambda: Hold(notional=Decimal(9_000)), Decimal(10_000), Decimal(1), GuardConfig()
+            leg, lambda leg: Hold(notional=Decimal(9_000)), Decimal(10_000), Decimal(1), GuardConfig()
         )
         breaches = np.flatnonzero(report.var_pct > 0.05)
         assert len(breaches), f"{leg.name}: VaR never exceeded 5%, the scenario proves nothing"
@@ -37,7 +37,9 @@ def test_guard_liquidates_at_the_first_var_breach_and_ends_flat(scenario):
 
 def test_guard_cuts_the_2008_drawdown():
     (leg,) = SCENARIOS["gfc-2008"]
-    report = run_leg(leg, lambda: Hold(notional=Decimal(9_000)), Decimal(10_000), Decimal(1), GuardConfig())
+    report = run_leg(
+        leg, lambda leg: Hold(notional=Decimal(9_000)), Decimal(10_000), Decimal(1), GuardConfig()
+    )
     assert report.fired_at.startswith("2008-09")
     assert report.guard.max_drawdown < 0.15 < 0.40 < report.no_guard.max_drawdown
 

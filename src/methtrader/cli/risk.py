@@ -14,7 +14,7 @@ from methtrader.cli.backtest import parse_decimal, parse_params
 from methtrader.cli.errors import UserError, fail_on_user_error
 from methtrader.data import DataError
 from methtrader.risk.guard import GuardConfig
-from methtrader.strategies import StrategyError, load_strategy_class
+from methtrader.strategies import Strategy, StrategyError, load_strategy_class
 
 app = typer.Typer(help="Risk: crash scenarios and Value-at-Risk.", no_args_is_help=True)
 
@@ -31,7 +31,10 @@ def stress(
     scenario: Annotated[str, typer.Option(help="gfc-2008, covid-2020, crypto-2022 or an OHLCV file.")],
     strategy: Annotated[str, typer.Option(help="Strategy name or FILE.py:CLASS.")] = "hold",
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Strategy parameter k=v.")] = None,
-    leverage: Annotated[str, typer.Option(help="Account leverage; `hold` is sized to 90% of it.")] = "1",
+    leverage: Annotated[str, typer.Option(help="Account leverage.")] = "1",
+    exposure: Annotated[
+        str, typer.Option(help="`hold` buys this share of cash × leverage when the crash window opens.")
+    ] = "0.9",
     cash: Annotated[str, typer.Option(help="Starting USDT balance of each leg.")] = "10000",
     var_limit: Annotated[
         float, typer.Option(help="Liquidate when VaR(99%, 1 day) exceeds this share of equity.")
@@ -41,7 +44,7 @@ def stress(
     out: Annotated[str | None, typer.Option(help="Write per-leg CSVs and equity charts here.")] = None,
 ) -> None:
     """Replay a crash with the guard on and off: VaR path, when it fired, what it saved."""
-    from methtrader.risk.scenarios import report_json, run_leg, scenario_legs, write_leg_outputs
+    from methtrader.risk.scenarios import Leg, report_json, run_leg, scenario_legs, write_leg_outputs
 
     lev = parse_decimal("leverage", leverage, Decimal(0))
     money = parse_decimal("cash", cash, Decimal(0))
@@ -55,10 +58,12 @@ def stress(
         legs = scenario_legs(scenario)
         cls = load_strategy_class(strategy)
         if cls.name == "hold" and "notional" not in params:
-            params["notional"] = str(money * lev * Decimal("0.9"))
+            params["notional"] = str(money * lev * parse_decimal("exposure", exposure, Decimal(0)))
         cls(**params)  # validate once, before any work
 
-        def make():
+        def make(leg: Leg) -> Strategy:  # a fresh strategy per run; `hold` enters as the crash begins
+            if cls.name == "hold" and "start" not in params and leg.start:
+                return cls(**params, start=leg.start)
             return cls(**params)
 
         reports = [run_leg(leg, make, money, lev, config) for leg in legs]

@@ -114,7 +114,7 @@ def _iso(ts: int) -> str:
 def _summary(result: BacktestResult, guard: RiskGuard | None, window: int) -> RunSummary:
     final = {s: result.positions[s][-1] for s in result.positions}
     return RunSummary(
-        max_drawdown=float(-drawdown_series(result.equity[window:]).min()),
+        max_drawdown=max(0.0, float(-drawdown_series(result.equity[window:]).min())),
         final_positions={s: str(Decimal(repr(float(q)))) for s, q in final.items()},
         final_position_qty=float(sum(abs(q) for q in final.values())),
         guard_liquidations=guard.liquidations if guard is not None else 0,
@@ -125,18 +125,19 @@ def _summary(result: BacktestResult, guard: RiskGuard | None, window: int) -> Ru
 
 def run_leg(
     leg: Leg,
-    make_strategy: Callable[[], Strategy],
+    make_strategy: Callable[[Leg], Strategy],
     cash: Decimal,
     leverage: Decimal,
     guard_config: GuardConfig,
 ) -> LegReport:
-    """Replay one leg twice — guard on, guard off (VaR still measured) — with the same strategy."""
+    """Replay one leg twice — guard on, guard off (VaR still measured) — with the same strategy
+    (`make_strategy(leg)` builds a fresh one per run)."""
     bars, instrument, window = leg_bars(leg)
     config = SimConfig(leverage=leverage)
     guard = RiskGuard(guard_config)
-    on = BacktestRunner(make_strategy(), [(bars, instrument)], cash, config, risk=guard).run()
+    on = BacktestRunner(make_strategy(leg), [(bars, instrument)], cash, config, risk=guard).run()
     watcher = RiskGuard(GuardConfig(model=guard_config.model, var_limit=None))
-    off = BacktestRunner(make_strategy(), [(bars, instrument)], cash, config, risk=watcher).run()
+    off = BacktestRunner(make_strategy(leg), [(bars, instrument)], cash, config, risk=watcher).run()
     var = guard.var_path(on.positions)
     with np.errstate(divide="ignore", invalid="ignore"):
         var_pct = np.where(on.equity > 0, var / on.equity, np.nan)
