@@ -312,3 +312,114 @@ def test_brake_through_redis_reaches_the_guard(redis_url):
     finally:
         operator.close()
         watched.close()
+
+
+class BuyOnceThenClose(Strategy):
+    """Long 50 at the first bar; from bar `close_at` on, tries to close every bar."""
+
+    close_at: int = 10_000
+
+    def on_start(self) -> None:
+        self.bars = 0
+
+    def on_bar(self, bar) -> None:
+        self.bars += 1
+        if self.bars == 1:
+            self.buy(bar.symbol, 50)
+        elif (
+            self.bars >= self.close_at
+            and self.position(bar.symbol) != 0
+            and not self._ctx.open_orders(bar.symbol)
+        ):
+            self.close(bar.symbol)
+
+
+def falling(n: int = 120, start_fall: int = 40) -> BarSeries:
+    close = np.round(
+        np.where(np.arange(n) < start_fall, 100.0, 100.0 * 0.99 ** (np.arange(n) - start_fall + 1)), 2
+    )
+    open_ = np.concatenate(([100.0], close[:-1]))
+    ts = 1_600_041_600_000 - 1_600_041_600_000 % 86_400_000 + np.arange(n, dtype=np.int64) * 86_400_000
+    return BarSeries(
+        SYM,
+        ts,
+        open_,
+        np.maximum(open_, close) + 0.01,
+        np.minimum(open_, close) - 0.01,
+        close,
+        np.full(n, 1e6),
+    )
+
+
+def test_drawdown_halt_flattens_instead_of_trapping_the_position():
+    guard = RiskGuard(GuardConfig(var_limit=None, drawdown_halt=0.05))
+    result = run(BuyOnceThenClose(), falling(), guard)
+    (event,) = [e for e in guard.events if e.kind == "drawdown_halt"]
+    assert guard.state.state is TradingState.HALTED
+    qty = result.positions[SYM]
+    fire = int(np.searchsorted(result.ts, event.ts))
+    assert qty[fire] == 50 and np.all(qty[fire + 1 :] == 0)
+    assert result.equity[-1] > 9_000  # the halt stopped the slide: 50 × 100 would have lost ~3,500
+
+
+class HaltedMidway(BuyOnceThenClose):
+    """Long 50; at bar 5 the state is HALTED by hand (nothing flattens); later the strategy closes."""
+
+    def on_bar(self, bar) -> None:
+        super().on_bar(bar)
+        if self.bars == 5:
+            self.guard.state.tighten(TradingState.HALTED, "operator test", bar.ts)
+            self.buy(bar.symbol, 5)  # adding is denied
+
+
+def test_a_halted_guard_still_lets_the_strategy_close():
+    guard = RiskGuard(GuardConfig(var_limit=None))
+    strategy = HaltedMidway(close_at=60)
+    strategy.guard = guard
+    result = run(strategy, falling(), guard, vectorised=False)
+    assert result.positions[SYM][59] == 50 and result.positions[SYM][-1] == 0
+    closing = [o for o in result.orders if o.reduce_only]
+    assert closing and all(o.status == "Filled" for o in closing)
+    assert guard.denied_by_reason == {"halted": 1}  # the add, nothing else
+
+
+def test_resume_after_a_drawdown_halt_measures_from_the_resume():
+    guard = RiskGuard(GuardConfig(var_limit=None, drawdown_halt=0.05))
+    run(BuyOnceThenClose(), falling(), guard)
+    assert guard.state.state is TradingState.HALTED
+    before = guard.drawdown.max_drawdown
+    guard.resume("loss accepted", "alice", ts=1)
+    assert guard.state.state is TradingState.ACTIVE
+    assert guard.drawdown.drawdown == 0 and guard.drawdown.peak == guard.drawdown.last_equity
+    assert guard.drawdown.max_drawdown == before  # history is kept
+    guard.drawdown.update(2, guard.drawdown.last_equity)
+    guard._apply_rules(2, guard.drawdown.last_equity, 0.0, False)
+    assert guard.state.state is TradingState.ACTIVE
+
+
+class ThreeSells(Strategy):
+    """Long 10, then three separate sells of 8 on one bar."""
+
+    def on_start(self) -> None:
+        self.bars = 0
+
+    def on_bar(self, bar) -> None:
+        self.bars += 1
+        if self.bars == 1:
+            self.buy(bar.symbol, 10)
+        elif self.bars == 4:
+            self.guard.unknown_state("exchange state unclear", bar.ts)
+        elif self.bars == 5:
+            for _ in range(3):
+                self.sell(bar.symbol, 8)
+
+
+def test_reducing_counts_working_orders():
+    guard = RiskGuard(GuardConfig(var_limit=None))
+    strategy = ThreeSells()
+    strategy.guard = guard
+    result = run(strategy, falling(), guard, vectorised=False)
+    assert guard.denied_by_reason == {
+        "reducing_only": 2
+    }  # the first sell reduces 10 → 2; the others would flip
+    assert result.positions[SYM][-1] == 2  # never short

@@ -14,6 +14,8 @@ from methtrader.exchange.sim.slippage import FixedSlippage
 from methtrader.model import BarSeries, Instrument
 from methtrader.strategies import StrategyError, build_strategy
 
+MAX_INPUT = Decimal(10) ** 15  # beyond any real account: a typo, and floats would turn it to inf
+
 
 @dataclass
 class BacktestOptions:
@@ -37,7 +39,9 @@ def parse_decimal(name: str, text: str, minimum: Decimal | None = None) -> Decim
         value = Decimal(text)
     except InvalidOperation:
         raise UserError(f"--{name} {text!r} is not a number") from None
-    if not value.is_finite() or (minimum is not None and value < minimum):
+    if not value.is_finite() or abs(value) > MAX_INPUT:
+        raise UserError(f"--{name} must be a finite number below {MAX_INPUT:,}, got {text}")
+    if minimum is not None and value < minimum:
         raise UserError(f"--{name} must be a number >= {minimum}, got {text}")
     return value
 

@@ -107,6 +107,9 @@ def _print_stress(payload: dict) -> None:
             f"{leg['with_guard']['final_position_qty']:g}",
         )
     console.print(table)
+    for leg in payload["legs"]:
+        for warning in leg["warnings"]:
+            console.print(f"[yellow]warning[/] {leg['name']}: {warning}", highlight=False)
     console.print(
         f"liquidations by the guard: {payload['liquidations']}; "
         f"positions left: {payload['final_position_qty']:g}",
@@ -128,6 +131,8 @@ def var_command(
     """VaR and ES of a position file, every method side by side."""
     from methtrader.risk.position_file import load_positions, var_report
 
+    if window < 1 or horizon < 1:
+        raise UserError(f"--window and --horizon must be >= 1, got {window} and {horizon}")
     try:
         book = load_positions(positions)
         rows = var_report(book, confidence, horizon, window)

@@ -90,5 +90,12 @@ class DrawdownTracker:
         self.daily_loss = max(0.0, 1.0 - last / start) if start > 0 else 0.0
         return True
 
+    def rebase(self) -> None:
+        """Start measuring from the last equity (after a human resume); the maximum is kept."""
+        if not math.isnan(self.last_equity):
+            self.peak = self.day_start_equity = self.last_equity
+        self.drawdown = self.daily_loss = 0.0
+        self.under_water_since = None
+
     def time_under_water_ms(self, now: int) -> int:
         return 0 if self.under_water_since is None else now - self.under_water_since

@@ -179,11 +179,13 @@ class RiskGuard:
         engine = self._require_engine()
         state = self.state.state
         reason = None
+        # working orders count: three sells of 8 against a long of 10 do not all "reduce"
+        position = engine.position(order.symbol) + engine.pending_qty(order.symbol)
+        closing = order.reduce_only or reduces(order, position)
         if state is TradingState.HALTED:
-            reason = "halted"
+            reason = None if closing else "halted"  # a halt must never trap a position
         else:
-            position = engine.position(order.symbol)
-            if state is TradingState.REDUCING and not (order.reduce_only or reduces(order, position)):
+            if state is TradingState.REDUCING and not closing:
                 reason = "reducing_only"
             elif self._sized_limits or order.type is OrderType.LIMIT:
                 reason = check_limits(order, self.config.limits, self._context(order.symbol, position))
@@ -249,6 +251,7 @@ class RiskGuard:
         now = self._require_engine().now() if ts is None else ts
         if self.state.resume(reason, now, who):
             self._flattening = False
+            self.drawdown.rebase()  # the human accepted the loss: measure from here, or it re-halts at once
             self.events.append(GuardEvent(now, "resume", f"{reason} (by {who})"))
 
     def unknown_state(self, reason: str, ts: int | None = None) -> None:
@@ -271,7 +274,7 @@ class RiskGuard:
         self._scanned = (a, held, eq, var)
         fire = np.zeros(b - a, dtype=bool)
         if held and self.config.var_limit is not None and not self._flattening:
-            fire |= (eq > 0) & (var > self.config.var_limit * eq)
+            fire |= (eq <= 0) | (var > self.config.var_limit * eq)
         fire |= self._drawdown_fires(self.timeline[a:b], eq)
         hits = np.flatnonzero(fire)
         return a + int(hits[0]) if len(hits) else None
@@ -433,19 +436,20 @@ class RiskGuard:
             holding
             and cfg.var_limit is not None
             and not self._flattening
-            and eq > 0
-            and var > cfg.var_limit * eq
+            and (eq <= 0 or var > cfg.var_limit * eq)
         ):
-            self._liquidate(
-                ts, "var_liquidation", f"VaR {var:.2f} > {cfg.var_limit:.2%} of equity {eq:.2f}", var=var
+            detail = (
+                f"VaR {var:.2f} > {cfg.var_limit:.2%} of equity {eq:.2f}" if eq > 0 else f"equity {eq:.2f}"
             )
+            self._liquidate(ts, "var_liquidation", detail, var=var)
         dd = self.drawdown
-        if cfg.drawdown_halt is not None and dd.drawdown >= cfg.drawdown_halt:
-            self._tighten(ts, TradingState.HALTED, "drawdown_halt", f"drawdown {dd.drawdown:.2%}", eq)
+        halted = self.state.state is TradingState.HALTED
+        if cfg.drawdown_halt is not None and dd.drawdown >= cfg.drawdown_halt and not halted:
+            self._liquidate(ts, "drawdown_halt", f"drawdown {dd.drawdown:.2%}", var=var)
         elif cfg.drawdown_reduce is not None and dd.drawdown >= cfg.drawdown_reduce:
             self._tighten(ts, TradingState.REDUCING, "drawdown_reduce", f"drawdown {dd.drawdown:.2%}", eq)
-        if cfg.daily_loss_halt is not None and dd.daily_loss >= cfg.daily_loss_halt:
-            self._tighten(ts, TradingState.HALTED, "daily_loss", f"daily loss {dd.daily_loss:.2%}", eq)
+        if cfg.daily_loss_halt is not None and dd.daily_loss >= cfg.daily_loss_halt and not halted:
+            self._liquidate(ts, "daily_loss", f"daily loss {dd.daily_loss:.2%}", var=var)
 
     def _tighten(self, ts: int, new: TradingState, kind: str, detail: str, eq: float) -> None:
         if self.state.tighten(new, f"{kind}: {detail}", ts):

@@ -13,7 +13,7 @@ from methtrader.data import DataError, resolve_bars
 from methtrader.engine.backtest import BacktestRunner
 from methtrader.engine.result import BacktestResult
 from methtrader.exchange.sim.matching import SimConfig
-from methtrader.model import BarSeries, Instrument
+from methtrader.model import BarSeries, Instrument, OrderStatus
 from methtrader.model.bar import DAY_MS
 from methtrader.report.stats import drawdown_series
 from methtrader.risk.guard import GuardConfig, RiskGuard
@@ -95,8 +95,9 @@ class LegReport:
     fired_at: str | None
     var_pct_at_fire: float | None
     first_var_breach: str | None
-    max_var_pct: float
+    max_var_pct: float | None
     liquidation_fills: list[dict[str, object]]
+    warnings: list[str]
     events: list[dict[str, object]]
     ts: np.ndarray = field(repr=False)
     close: np.ndarray = field(repr=False)
@@ -144,6 +145,21 @@ def run_leg(
     limit = guard_config.var_limit
     breach = np.flatnonzero(var_pct > limit) if limit is not None else np.empty(0, int)
     fire = next((e for e in guard.events if e.kind == "var_liquidation"), None)
+    holding = np.any([q != 0 for q in on.positions.values()], axis=0)
+    known = holding & np.isfinite(var_pct)
+    warnings = [
+        f"order rejected at {_iso(o.created_ts)}: {o.reject_reason}"
+        for o in on.orders
+        if o.status is OrderStatus.REJECTED and o.trade_id not in guard.liquidation_ids
+    ][:5]
+    if not holding.any():
+        warnings.append("no position was ever open: nothing was stress-tested")
+    unknown = int((holding & ~np.isfinite(var_pct)).sum())
+    if unknown:
+        warnings.append(
+            f"VaR unknown on {unknown} bar(s) with a position open "
+            f"(under {guard.config.model.min_bars} bars of history)"
+        )
     liquidation_fills = [
         {"time": _iso(f.ts), "side": str(f.side), "qty": str(f.qty), "price": str(f.price), "fee": str(f.fee)}
         for f in on.fills
@@ -160,8 +176,9 @@ def run_leg(
         fired_at=_iso(fire.ts) if fire else None,
         var_pct_at_fire=fire.var / fire.equity if fire else None,
         first_var_breach=_iso(int(bars.ts[breach[0]])) if len(breach) else None,
-        max_var_pct=float(np.nanmax(var_pct)) if np.isfinite(var_pct).any() else 0.0,
+        max_var_pct=float(np.max(var_pct[known])) if known.any() else None,
         liquidation_fills=liquidation_fills,
+        warnings=warnings,
         events=[{"time": _iso(e.ts), "kind": e.kind, "detail": e.detail} for e in guard.events],
         ts=bars.ts,
         close=bars.close,
@@ -194,6 +211,7 @@ def report_json(scenario: str, strategy: str, leverage: Decimal, legs: list[LegR
                 "first_var_breach": leg.first_var_breach,
                 "max_var_pct": leg.max_var_pct,
                 "liquidation_fills": leg.liquidation_fills,
+                "warnings": leg.warnings,
                 "events": leg.events,
                 "with_guard": vars(leg.guard),
                 "without_guard": vars(leg.no_guard),
