@@ -44,6 +44,12 @@ def test_human_report_prints_metrics():
         assert label in result.stdout
 
 
+def test_resampled_run():
+    result = invoke("--resample", "4h", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["bars"] == 4374  # 17,491 hourly bars in 4-hour UTC buckets
+
+
 def test_user_strategy_file(tmp_path):
     path = tmp_path / "always_long.py"
     path.write_text(
@@ -79,6 +85,9 @@ def _malformed(tmp_path):
         (["--from", "2030-01-01"], "fewer than 2 bars"),
         (["--slippage", "2"], "--slippage must be"),
         (["--fee-taker", "abc"], "is not a number"),
+        (["--resample", "7x"], "unknown resample rule"),
+        (["--data", "btcusd-daily", "--resample", "1h"], "whole multiple of the bar spacing"),
+        (["--cash", "1e99"], "finite number below"),
         ("MALFORMED", "row 3: high"),
     ],
 )

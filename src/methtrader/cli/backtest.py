@@ -7,7 +7,7 @@ from pathlib import Path
 
 from methtrader.cli.errors import UserError
 from methtrader.cli.progress import LazyProgress
-from methtrader.data import DataError, resolve_bars
+from methtrader.data import DataError, resample, resolve_bars
 from methtrader.engine.backtest import BacktestRunner
 from methtrader.exchange.sim.matching import SimConfig
 from methtrader.exchange.sim.slippage import FixedSlippage
@@ -32,6 +32,7 @@ class BacktestOptions:
     start: str | None = None
     end: str | None = None
     out: str | None = None
+    resample: str | None = None
 
 
 def parse_decimal(name: str, text: str, minimum: Decimal | None = None) -> Decimal:
@@ -69,13 +70,19 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
     return params
 
 
-def load_data(specs: list[str], start: int | None, end: int | None) -> list[tuple[BarSeries, Instrument]]:
+def load_data(
+    specs: list[str], start: int | None, end: int | None, rule: str | None = None
+) -> list[tuple[BarSeries, Instrument]]:
     data = []
     for spec in specs:
         try:
             series, instrument = resolve_bars(spec)
+            if rule is not None:
+                series = resample(series, rule)
         except DataError as exc:
             raise UserError(str(exc)) from None
+        except ValueError as exc:  # an unknown or impossible resampling rule
+            raise UserError(f"--resample {rule}: {exc}") from None
         window = series.between(start, end)
         if len(window) < 2:
             raise UserError(f"{spec}: fewer than 2 bars between --from and --to")
@@ -116,7 +123,9 @@ def run_backtest_command(
     if cash <= 0:
         raise UserError("--cash must be positive")
     config = sim_config(options)
-    data = load_data(options.data, parse_time("from", options.start), parse_time("to", options.end))
+    data = load_data(
+        options.data, parse_time("from", options.start), parse_time("to", options.end), options.resample
+    )
     with LazyProgress(f"backtest {strategy.label}", enabled=show_progress) as progress:
         try:
             runner = BacktestRunner(strategy, data, cash, config, progress=progress)

@@ -50,6 +50,9 @@ def backtest(
     volume_share: Annotated[
         float | None, typer.Option(help="Cap each fill at this share of the bar's volume.")
     ] = None,
+    resample: Annotated[
+        str | None, typer.Option(help="Aggregate bars first, e.g. 4h or 1d (UTC-aligned).")
+    ] = None,
     start: Annotated[str | None, typer.Option("--from", help="First bar time (ISO date, UTC).")] = None,
     end: Annotated[str | None, typer.Option("--to", help="Stop before this time (ISO date, UTC).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as one JSON object.")] = False,
@@ -72,6 +75,7 @@ def backtest(
         start=start,
         end=end,
         out=out,
+        resample=resample,
     )
     try:
         stats, paths = run_backtest_command(options, show_progress=not as_json)
