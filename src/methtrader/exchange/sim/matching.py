@@ -464,7 +464,8 @@ def _on_grid(inst: Instrument, price: Decimal, bar: StepBar, up: bool) -> Decima
     the result inside the bar's range so no fill prints a price the bar never traded."""
     tick = inst.tick_size
     rounded = (price / tick).to_integral_value(ROUND_CEILING if up else ROUND_FLOOR) * tick
-    if bar.low <= rounded <= bar.high:  # exact Decimal/float comparison
+    # Grid prices differ by a tick, far more than float rounding: comparing as floats is exact here
+    if bar.low <= float(rounded) <= bar.high:
         return rounded
     high = (to_decimal(bar.high) / tick).to_integral_value(ROUND_FLOOR) * tick
     low = (to_decimal(bar.low) / tick).to_integral_value(ROUND_CEILING) * tick

@@ -33,6 +33,8 @@ class FixedSlippage:
     fraction: float | Decimal = 0.0
 
     def price(self, side: Side, reference: Decimal, qty: Decimal, bar_volume: float) -> Decimal:
+        if not self.fraction:
+            return reference
         return _moved(side, reference, to_decimal(self.fraction))
 
 
