@@ -13,6 +13,7 @@ from decimal import Decimal
 
 import numpy as np
 
+from methtrader.engine.blocks import BlockExtremes
 from methtrader.engine.clock import SimClock
 from methtrader.engine.engine import Engine
 from methtrader.engine.ids import SequentialIds
@@ -27,7 +28,6 @@ from methtrader.strategies.indicators import Frame, vector_columns
 
 Progress = Callable[[int, int], None]
 PROGRESS_EVERY = 50_000
-BLOCK_BITS = 6
 
 
 @dataclass
@@ -42,8 +42,8 @@ class _Feed:
     high: np.ndarray
     funding: np.ndarray  # funding intervals settled at this bar's open
     columns: dict[str, np.ndarray]  # indicators and bar columns over the series (not the timeline)
-    block_low: list[float]  # per block of 2**BLOCK_BITS timeline steps: lowest low / highest high
-    block_high: list[float]
+    block_low: BlockExtremes  # bounds on the lows / highs of any stretch of steps
+    block_high: BlockExtremes
 
 
 def _align(series: BarSeries, instrument: Instrument, timeline: np.ndarray, funding_ms: int) -> _Feed:
@@ -73,18 +73,9 @@ def _align(series: BarSeries, instrument: Instrument, timeline: np.ndarray, fund
         high,
         own_funding,
         {},
-        _blocks(low, np.min),
-        _blocks(high, np.max),
+        BlockExtremes(low, lowest=True),
+        BlockExtremes(high, lowest=False),
     )
-
-
-def _blocks(values: np.ndarray, reduce: np.ufunc) -> list[float]:
-    """Extreme of each block of 2**BLOCK_BITS steps; NaN counts as the most adverse value."""
-    filled = np.nan_to_num(values, nan=-np.inf if reduce is np.min else np.inf)
-    pad = (-len(filled)) % (1 << BLOCK_BITS)
-    edge = filled[-1] if len(filled) else 0.0
-    padded = np.concatenate((filled, np.full(pad, edge)))
-    return reduce(padded.reshape(-1, 1 << BLOCK_BITS), axis=1).tolist()
 
 
 def _round_to_ticks(series: BarSeries, tick: Decimal) -> BarSeries:
@@ -257,9 +248,7 @@ class BacktestRunner:
         qty = self.venue.held()[1][0][0]
         feed = self.feeds[symbols[0]]
         # first against the extremes of the blocks covering [a, b): pure Python, usually enough
-        blocks = feed.block_low if qty > 0 else feed.block_high
-        first, last = a >> BLOCK_BITS, (b - 1) >> BLOCK_BITS
-        coarse = min(blocks[first : last + 1]) if qty > 0 else max(blocks[first : last + 1])
+        coarse = (feed.block_low if qty > 0 else feed.block_high).bound(a, b)
         if clear_of_trigger(qty, trigger, coarse):
             return True
         extreme = feed.low[a:b].min() if qty > 0 else feed.high[a:b].max()

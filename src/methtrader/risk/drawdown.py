@@ -2,6 +2,7 @@
 the loss since the start of the UTC day against a limit."""
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,13 +70,28 @@ class DrawdownTracker:
         start = self.day_start_equity
         self.daily_loss = max(0.0, 1.0 - float(equity[-1]) / start) if start > 0 else 0.0
 
-    def absorb_below_peak(self, worst: float, last: float, last_ts: int, day_start: float) -> bool:
-        """`absorb` for a stretch that makes no new peak, from its lowest and last equity alone
-        (`day_start`: the equity before the last bar's UTC day began, if it began inside the
-        stretch). False, and nothing changed, when that is not enough: use `absorb`."""
+    def absorb_below_peak(
+        self,
+        worst_bound: float,
+        exact_worst: Callable[[], float],
+        last: float,
+        last_ts: int,
+        day_start: float,
+    ) -> bool:
+        """`absorb` for a stretch that makes no new peak, from a lower bound of its equity (the
+        exact minimum is asked for only when the bound cannot decide), its last equity and
+        `day_start` (the equity before the last bar's UTC day began). False, and nothing
+        changed, when even that is not enough: use `absorb`."""
         peak = self.peak
-        if math.isnan(peak) or (self.under_water_since is None and peak > 0 and worst < peak):
+        if math.isnan(peak):
             return False
+        worst = worst_bound
+        if peak > 0 and (
+            (self.under_water_since is None and worst < peak) or 1.0 - worst / peak > self.max_drawdown
+        ):
+            worst = exact_worst()
+            if self.under_water_since is None and worst < peak:
+                return False
         if peak > 0:
             self.max_drawdown = max(self.max_drawdown, 1.0 - worst / peak)
             self.drawdown = 1.0 - last / peak

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from methtrader.engine.blocks import BlockExtremes
 from methtrader.model import Fill, Order, OrderStatus, OrderType, Side
 from methtrader.model.bar import DAY_MS
 from methtrader.model.instrument import to_decimal
@@ -124,6 +125,14 @@ class RiskGuard:
         self._vol_price = {
             s: np.nan_to_num(np.abs(self.close[s]) * np.sqrt(self.cov[k, k]), nan=0.0)
             for s, k in self.index.items()
+        }
+        self._coarse = {
+            s: (
+                BlockExtremes(self.close[s], lowest=True),
+                BlockExtremes(self.close[s], lowest=False),
+                BlockExtremes(self._vol_price[s], lowest=False),
+            )
+            for s in self.symbols
         }
 
     def start_live(self, symbols: list[str], bar_ms: int) -> None:
@@ -306,45 +315,62 @@ class RiskGuard:
         self._bounds_cache = (key, bounds)
         return bounds
 
-    def _quick_clear(self, a: int, b: int, wallet: float, held: list) -> bool:
-        """True when bounds alone prove no rule fires in [a, b) (one position, no daily-loss
-        rule); the exact per-bar scan is needed otherwise."""
-        if len(held) != 1 or self.config.daily_loss_halt is not None:
-            return False
-        best, worst = self._bounds(a, b, wallet, held)
+    def _coarse_bounds(self, a: int, b: int, wallet: float, held: list) -> tuple[float, float, float]:
+        """Like `_bounds` (best ≥, worst ≤ the true ones) plus a VaR bound, from block extremes."""
+        symbol, qty, cost = held[0]
+        lowest, highest, vol = self._coarse[symbol]
+        low, high = lowest.bound(a, b), highest.bound(a, b)
+        best, worst = (high, low) if qty > 0 else (low, high)
+        var_bound = self.config.model.z * self.scale * abs(qty) * vol.bound(a, b)
+        return wallet + (qty * best - cost), wallet + (qty * worst - cost), var_bound
+
+    def _clear(self, best: float, worst: float, var_bound: float | None) -> bool:
         if not worst > 0:
             return False
-        if self.config.var_limit is not None and not self._flattening:
-            symbol, qty, _ = held[0]
-            bound = self.config.model.z * self.scale * abs(qty) * float(self._vol_price[symbol][a:b].max())
-            if not bound * (1 + 1e-9) < self.config.var_limit * worst:
-                return False
+        limit = self.config.var_limit
+        var_rule = limit is not None and not self._flattening and var_bound is not None
+        if var_rule and not var_bound * (1 + 1e-9) < limit * worst:  # type: ignore[operator]
+            return False
         levels = self._levels()
-        if levels:
-            peak = self.drawdown.peak
-            if not (best <= peak and 1.0 - worst / peak < min(levels)):
-                return False
-        return True
+        peak = self.drawdown.peak
+        return not levels or (best <= peak and 1.0 - worst / peak < min(levels))
+
+    def _quick_clear(self, a: int, b: int, wallet: float, held: list) -> bool:
+        """True when bounds alone prove no rule fires in [a, b) (one position, no daily-loss
+        rule): block extremes first, exact extremes next; the per-bar scan decides otherwise."""
+        if len(held) != 1 or self.config.daily_loss_halt is not None or self._live:
+            return False
+        if self._clear(*self._coarse_bounds(a, b, wallet, held)):
+            return True
+        best, worst = self._bounds(a, b, wallet, held)
+        symbol, qty, _ = held[0]
+        var_bound = self.config.model.z * self.scale * abs(qty) * float(self._vol_price[symbol][a:b].max())
+        return self._clear(best, worst, var_bound)
 
     def _quick_absorb(self, a: int, b: int, wallet: float, held: list) -> bool:
         """`absorb` from the stretch's extremes when it makes no new equity peak."""
-        if len(held) != 1:
-            return False
-        best, worst = self._bounds(a, b, wallet, held)
-        if not best <= self.drawdown.peak:
+        if len(held) != 1 or self._live:
             return False
         symbol, qty, cost = held[0]
+        tracker = self.drawdown
+        coarse_best, coarse_worst, _ = self._coarse_bounds(a, b, wallet, held)
+        if not coarse_best <= tracker.peak and not self._bounds(a, b, wallet, held)[0] <= tracker.peak:
+            return False
         last_ts = self.timeline.item(b - 1)
-        first = int(np.searchsorted(self.timeline, (last_ts // DAY_MS) * DAY_MS))
         closes = self.close[symbol]
-        day_start = self.drawdown.last_equity
-        if first > a:
-            day_start = wallet + (qty * closes.item(first - 1) - cost)
-        elif first == a and math.isnan(day_start):
-            day_start = wallet + (qty * closes.item(a) - cost)
+        day_start = tracker.day_start_equity
+        if last_ts // DAY_MS != tracker.day:
+            first = int(np.searchsorted(self.timeline, (last_ts // DAY_MS) * DAY_MS))
+            day_start = tracker.last_equity
+            if first > a:
+                day_start = wallet + (qty * closes.item(first - 1) - cost)
+            elif first == a and math.isnan(day_start):
+                day_start = wallet + (qty * closes.item(a) - cost)
         last = wallet + (qty * closes.item(b - 1) - cost)
         # last_var / last_equity are left for the next on_step, which always recomputes them
-        return self.drawdown.absorb_below_peak(worst, last, last_ts, day_start)
+        return tracker.absorb_below_peak(
+            coarse_worst, lambda: self._bounds(a, b, wallet, held)[1], last, last_ts, day_start
+        )
 
     def _levels(self) -> list[float]:
         """Drawdown levels that would still tighten the current state."""

@@ -18,9 +18,7 @@ def sign(secret: str, payload: str) -> str:
     return hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
 
 
-def verify_rest(
-    keys: KeyStore, headers: dict[str, str], payload: str, now_ms: int
-) -> ApiKey:
+def verify_rest(keys: KeyStore, headers: dict[str, str], payload: str, now_ms: int) -> ApiKey:
     """Check X-BAPI-* headers (keys lower-case) against `payload` (raw query or body)."""
     api_key = headers.get("x-bapi-api-key")
     timestamp = headers.get("x-bapi-timestamp")

@@ -53,8 +53,12 @@ def add_key(state_dir: str | os.PathLike[str], uid: str | None = None) -> tuple[
             uid = str(100_000_000 + secrets.randbelow(900_000_000))
     key = ApiKey(_token(18), _token(36), uid, int(time.time() * 1000))
     keys.append(key)
-    payload = {"keys": [{"api_key": k.api_key, "api_secret": k.api_secret, "uid": k.uid,
-                         "created_ms": k.created_ms} for k in keys]}
+    payload = {
+        "keys": [
+            {"api_key": k.api_key, "api_secret": k.api_secret, "uid": k.uid, "created_ms": k.created_ms}
+            for k in keys
+        ]
+    }
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     os.chmod(tmp, 0o600)

@@ -1,0 +1,63 @@
+"""Run the simulator's app under uvicorn in a background thread (tests, notebooks, embedding)."""
+
+import socket
+import threading
+import time
+
+import uvicorn
+
+from methtrader.exchange.sim.server import create_app
+from methtrader.exchange.sim.venue import SimExchange
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class BackgroundServer:
+    """`with BackgroundServer(exchange) as srv:` serves on srv.url until the block ends."""
+
+    def __init__(self, exchange: SimExchange, host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.exchange = exchange
+        self.host = host
+        self.port = port or free_port(host)
+        config = uvicorn.Config(
+            create_app(exchange),
+            host=host,
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            ws="websockets",
+            ws_ping_interval=None,
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="sim-uvicorn", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> "BackgroundServer":
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the simulator's server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    def __enter__(self) -> "BackgroundServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
