@@ -44,6 +44,17 @@ def test_human_report_prints_metrics():
         assert label in result.stdout
 
 
+def test_guard_runs_by_default_and_can_be_switched_off():
+    args = ["--data", "btcusd-daily", "-p", "qty=1", "--leverage", "3", "--json"]
+    guarded = json.loads(invoke(*args).stdout)
+    assert guarded["guard_state"].startswith("HALTED (var_liquidation")
+    assert guarded["guard_liquidations"] == 1 and guarded["orders_denied"] > 0
+    unguarded = json.loads(invoke(*args, "--no-guard").stdout)
+    assert unguarded["guard_state"] == "off" and unguarded["trades"] > guarded["trades"]
+    bad = invoke("--var-limit", "3")
+    assert bad.exit_code == 2 and "--var-limit must be a fraction" in bad.stderr
+
+
 def test_resampled_run():
     result = invoke("--resample", "4h", "--json")
     assert result.exit_code == 0, result.output

@@ -12,6 +12,7 @@ from methtrader.engine.backtest import BacktestRunner
 from methtrader.exchange.sim.matching import SimConfig
 from methtrader.exchange.sim.slippage import FixedSlippage
 from methtrader.model import BarSeries, Instrument
+from methtrader.risk.guard import GuardConfig, RiskGuard
 from methtrader.strategies import StrategyError, build_strategy
 
 MAX_INPUT = Decimal(10) ** 15  # beyond any real account: a typo, and floats would turn it to inf
@@ -33,6 +34,8 @@ class BacktestOptions:
     end: str | None = None
     out: str | None = None
     resample: str | None = None
+    guard: bool = True
+    var_limit: float = 0.05
 
 
 def parse_decimal(name: str, text: str, minimum: Decimal | None = None) -> Decimal:
@@ -126,13 +129,24 @@ def run_backtest_command(
     data = load_data(
         options.data, parse_time("from", options.start), parse_time("to", options.end), options.resample
     )
+    if not 0 < options.var_limit < 1:
+        raise UserError(f"--var-limit must be a fraction in (0, 1), got {options.var_limit}")
+    guard = RiskGuard(GuardConfig(var_limit=options.var_limit)) if options.guard else None
     with LazyProgress(f"backtest {strategy.label}", enabled=show_progress) as progress:
         try:
-            runner = BacktestRunner(strategy, data, cash, config, progress=progress)
+            runner = BacktestRunner(strategy, data, cash, config, risk=guard, progress=progress)
         except ValueError as exc:
             raise UserError(str(exc)) from None
         result = runner.run()
     stats = compute_stats(result)
+    if guard is not None:
+        stats["guard_state"] = guard.state.state.name + (
+            f" ({guard.state.reason})" if guard.state.reason else ""
+        )
+        stats["guard_liquidations"] = guard.liquidations
+        stats["orders_denied"] = len(guard.denied)
+    else:
+        stats["guard_state"] = "off"
     stats["data"] = ",".join(options.data)
     paths = write_outputs(result, stats, Path(options.out)) if options.out else {}
     return stats, paths

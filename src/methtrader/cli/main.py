@@ -50,6 +50,13 @@ def backtest(
     volume_share: Annotated[
         float | None, typer.Option(help="Cap each fill at this share of the bar's volume.")
     ] = None,
+    guard: Annotated[
+        bool,
+        typer.Option("--guard/--no-guard", help="Run the risk guard (VaR liquidation) as live trading does."),
+    ] = True,
+    var_limit: Annotated[
+        float, typer.Option(help="Guard: liquidate above this VaR(99%, 1 day) share of equity.")
+    ] = 0.05,
     resample: Annotated[
         str | None, typer.Option(help="Aggregate bars first, e.g. 4h or 1d (UTC-aligned).")
     ] = None,
@@ -76,6 +83,8 @@ def backtest(
         end=end,
         out=out,
         resample=resample,
+        guard=guard,
+        var_limit=var_limit,
     )
     try:
         stats, paths = run_backtest_command(options, show_progress=not as_json)

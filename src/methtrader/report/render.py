@@ -36,7 +36,10 @@ LABELS: dict[str, str] = {
     "avg_trade_pnl": "Avg trade PnL",
     "fees_paid": "Fees paid",
     "funding_paid": "Funding paid",
-    "liquidations": "Liquidations",
+    "liquidations": "Exchange liquidations",
+    "guard_state": "Risk guard",
+    "guard_liquidations": "Guard liquidations",
+    "orders_denied": "Orders denied by guard",
 }
 
 PERCENT_KEYS = frozenset(
