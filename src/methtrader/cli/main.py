@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from methtrader.cli import control, risk
+from methtrader.cli import control, risk, sim
+from methtrader.cli import run as run_command
 from methtrader.cli.backtest import BacktestOptions, run_backtest_command
 from methtrader.cli.errors import UserError, fail
 
@@ -22,6 +23,8 @@ app = typer.Typer(
 
 app.add_typer(risk.app, name="risk")
 control.register(app)
+run_command.register(app)
+sim.register(app)
 
 
 @app.callback()

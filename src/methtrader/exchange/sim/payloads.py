@@ -205,7 +205,7 @@ def position_payload(engine: MatchingEngine, symbol: str, now_ms: int, seq: int)
         "riskLimitValue": "2000000",
         "symbol": symbol,
         "side": side,
-        "size": fmt_step(abs(qty), inst.qty_step),
+        "size": fmt_step(abs(qty), inst.qty_step) if qty else "0",
         "avgPrice": fmt(pos.avg_entry) if pos is not None and qty else "0",
         "positionValue": fmt(abs(pos.cost)) if pos is not None and qty else "0",
         "tradeMode": 0,

@@ -29,7 +29,7 @@ class BackgroundServer:
             port=self.port,
             log_level="warning",
             lifespan="on",
-            ws="websockets",
+            ws="websockets-sansio",
             ws_ping_interval=None,
         )
         self.server = uvicorn.Server(config)

@@ -21,6 +21,7 @@ from methtrader.exchange.sim.errors import PARAMS, TOO_MANY_VISITS, BybitError
 from methtrader.exchange.sim.keys import ApiKey
 from methtrader.exchange.sim.limits_table import Verdict
 from methtrader.exchange.sim.market import klines, ticker
+from methtrader.exchange.sim.streams import register_streams
 from methtrader.exchange.sim.venue import SimExchange, check_category, now_ms
 from methtrader.model import Order
 
@@ -153,6 +154,18 @@ def _cancel_all(ex: SimExchange, key: ApiKey, params: Params) -> object:
     return {"list": [{"orderId": m.order_id, "orderLinkId": m.order_link_id} for m in metas], "success": "1"}
 
 
+OTHER_CATEGORIES = ("inverse", "spot", "option")
+
+
+def _other_category(params: Params) -> dict[str, object] | None:
+    """Read endpoints answer an empty list for the categories the simulator does not trade."""
+    category = params.get("category")
+    if category in OTHER_CATEGORIES:
+        return {"category": category, "list": [], "nextPageCursor": ""}
+    check_category(params)
+    return None
+
+
 def _order_list(ex: SimExchange, key: ApiKey, params: Params, orders: list[Order]) -> object:
     account = ex.account(key.uid)
     symbol = _symbol(ex, params, required=False)
@@ -175,7 +188,8 @@ def _order_list(ex: SimExchange, key: ApiKey, params: Params, orders: list[Order
 
 
 def _realtime(ex: SimExchange, key: ApiKey, params: Params) -> object:
-    check_category(params)
+    if (empty := _other_category(params)) is not None:
+        return empty
     with ex.lock:
         account = ex.account(key.uid)
         if (params.get("orderId") or params.get("orderLinkId")) and str(params.get("openOnly", "0")) == "0":
@@ -186,14 +200,16 @@ def _realtime(ex: SimExchange, key: ApiKey, params: Params) -> object:
 
 
 def _history(ex: SimExchange, key: ApiKey, params: Params) -> object:
-    check_category(params)
+    if (empty := _other_category(params)) is not None:
+        return empty
     with ex.lock:
         account = ex.account(key.uid)
         return _order_list(ex, key, params, list(account.engine.orders.values()))
 
 
 def _executions(ex: SimExchange, key: ApiKey, params: Params) -> object:
-    check_category(params)
+    if (empty := _other_category(params)) is not None:
+        return empty
     symbol = _symbol(ex, params, required=False)
     start = _int(params, "startTime", 0, 0)
     end = _int(params, "endTime", 0, 0)
@@ -218,7 +234,8 @@ def _executions(ex: SimExchange, key: ApiKey, params: Params) -> object:
 
 
 def _positions(ex: SimExchange, key: ApiKey, params: Params) -> object:
-    check_category(params)
+    if (empty := _other_category(params)) is not None:
+        return empty
     symbol = _symbol(ex, params, required=False)
     settle = params.get("settleCoin") or None
     if symbol is None and settle is None:
@@ -425,4 +442,5 @@ def create_app(exchange: SimExchange) -> FastAPI:
         app.add_api_route(
             path, _private_route(exchange, method, path, private), methods=[method], include_in_schema=False
         )
+    register_streams(app, exchange)
     return app

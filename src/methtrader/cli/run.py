@@ -1,0 +1,169 @@
+"""`methtrader run`: the main job. Paper mode (the default) starts the Bybit-compatible simulator
+in-process, replaying shipped hourly BTCUSDT bars at an accelerated speed, and trades it through
+the real ccxt adapter over loopback, with a live terminal view and Prometheus `/metrics`."""
+
+import asyncio
+import os
+import signal
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from prometheus_client import start_http_server
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from methtrader.cli.backtest import parse_decimal, parse_params
+from methtrader.cli.errors import UserError, fail_on_user_error
+from methtrader.data import DataError, resolve_bars
+from methtrader.engine.live import LiveRunner, LiveStatus
+from methtrader.exchange.bybit.adapter import BybitAdapter, VenueSettings, make_client
+from methtrader.risk.guard import GuardConfig, RiskGuard
+from methtrader.risk.metrics import RiskMetrics
+from methtrader.strategies import StrategyError, build_strategy
+
+
+def secret(name: str) -> str:
+    """`NAME` from the environment, or the contents of the file named by `NAME_FILE`."""
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise UserError(f"{name}_FILE: cannot read {path} ({exc.strerror})") from None
+    return os.environ.get(name, "").strip()
+
+
+def view(status: LiveStatus, guard: RiskGuard, mode: str) -> Table:
+    table = Table(title=f"methtrader {mode}", show_header=False, min_width=48)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    worst = max(status.utilisation.values(), default=0.0)
+    rows = [
+        ("connection", "up" if status.connected else "[red]DOWN[/]"),
+        ("bars", f"{status.bars:,}"),
+        ("price", f"{status.last_price:,.2f}"),
+        ("position", str(status.position)),
+        ("equity", f"{status.equity:,.2f}"),
+        ("drawdown", f"{status.drawdown:.2%}"),
+        ("fills", f"{status.fills:,}"),
+        ("risk guard", guard.state.state.name),
+        ("VaR 99% 1d", f"{guard.last_var:,.2f}"),
+        ("rate limit (worst endpoint)", f"{worst:.0%}"),
+    ]
+    for label, value in rows:
+        table.add_row(label, value)
+    for error in status.errors[-2:]:
+        table.add_row("[red]error[/]", error[:60])
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `run` command to the application."""
+
+    @app.command()
+    @fail_on_user_error
+    def run(
+        mode: Annotated[str, typer.Option(help="paper (local simulator) or live (Bybit).")] = "paper",
+        strategy: Annotated[str, typer.Option("--strategy", "-s")] = "sma_cross",
+        param: Annotated[
+            list[str] | None, typer.Option("--param", "-p", help="Strategy parameter k=v.")
+        ] = None,
+        data: Annotated[
+            str, typer.Option(help="Paper: the dataset the simulator replays.")
+        ] = "btcusdt-1h-2019-2020",
+        speed: Annotated[
+            float, typer.Option(help="Paper: replay speed (3600 = one hourly bar per second).")
+        ] = 3600,
+        bars: Annotated[int, typer.Option(help="Stop after this many bars (0 = until Ctrl-C).")] = 0,
+        cash: Annotated[str, typer.Option(help="Paper: starting USDT.")] = "10000",
+        network: Annotated[str, typer.Option(help="Live: testnet, demo or mainnet.")] = "testnet",
+        mainnet: Annotated[bool, typer.Option("--i-mean-mainnet", help="Required to trade mainnet.")] = False,
+        metrics_port: Annotated[int, typer.Option(help="Serve Prometheus /metrics here (0 = off).")] = 9464,
+        quiet: Annotated[bool, typer.Option(help="No live terminal view.")] = False,
+    ) -> None:
+        """Trade a strategy in paper (default) or live mode with the risk guard on."""
+        if mode not in ("paper", "live"):
+            raise UserError(f"--mode must be paper or live, got {mode!r}")
+        if speed <= 0 or bars < 0:
+            raise UserError("--speed must be positive and --bars >= 0")
+        try:
+            built = build_strategy(strategy, parse_params(param or []))
+        except StrategyError as exc:
+            raise UserError(str(exc)) from None
+        money = parse_decimal("cash", cash, Decimal(0))
+        metrics = RiskMetrics()
+        guard = RiskGuard(GuardConfig(), metrics=metrics)
+        if metrics_port:
+            try:
+                start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
+            except OSError as exc:
+                raise UserError(f"--metrics-port {metrics_port}: {exc.strerror}") from None
+        if mode == "paper":
+            asyncio.run(_paper(built, guard, data, speed, bars, money, quiet))
+        else:
+            asyncio.run(_live(built, guard, network, mainnet, bars, quiet))
+
+
+async def _paper(strategy, guard, data, speed, bars, cash, quiet) -> None:
+    from methtrader.exchange.sim.runner import BackgroundServer
+    from methtrader.exchange.sim.venue import SimExchange
+
+    try:
+        series, instrument = resolve_bars(data)
+    except DataError as exc:
+        raise UserError(str(exc)) from None
+    exchange = SimExchange(series, instrument, state_dir=Path("var/sim-paper"), speed=speed, cash=cash)
+    with BackgroundServer(exchange) as server:
+        key, api_secret, _ = exchange.add_key()
+        venue = VenueSettings(network="sim", sim_url=server.url)
+        await _trade(strategy, guard, venue, key, api_secret, instrument, cash, bars, quiet, "paper")
+
+
+async def _live(strategy, guard, network, mainnet, bars, quiet) -> None:
+    if network not in ("testnet", "demo", "mainnet"):
+        raise UserError(f"--network must be testnet, demo or mainnet, got {network!r}")
+    if network == "mainnet" and not mainnet:
+        raise UserError("mainnet trades real money: add --i-mean-mainnet to confirm")
+    key, api_secret = secret("METHTRADER_API_KEY"), secret("METHTRADER_API_SECRET")
+    if not key or not api_secret:
+        raise UserError("live mode needs METHTRADER_API_KEY and METHTRADER_API_SECRET (or their *_FILE)")
+    from methtrader.model.instrument import BTCUSDT
+
+    venue = VenueSettings(network=network)  # type: ignore[arg-type]
+    await _trade(strategy, guard, venue, key, api_secret, BTCUSDT, None, bars, quiet, f"live {network}")
+
+
+async def _trade(strategy, guard, venue, key, api_secret, instrument, cash, bars, quiet, label) -> None:
+    adapter = BybitAdapter(make_client(venue, key, api_secret), venue)
+    if cash is None:
+        balance = await adapter.fetch_balance()
+        cash = Decimal(str(balance.get("USDT", {}).get("total") or 0))
+    console = Console()
+    live = None if quiet else Live(console=console, refresh_per_second=4)
+    runner = LiveRunner(
+        strategy,
+        adapter,
+        instrument,
+        cash,
+        risk=guard,
+        poll_seconds=0.25,
+        on_update=(lambda status: live.update(view(status, guard, label))) if live else None,
+    )
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, runner.stop)
+    loop.add_signal_handler(signal.SIGTERM, runner.stop)
+    try:
+        if live:
+            live.start()
+        status = await runner.run(max_bars=bars or None)
+        for order in list(runner.venue.open_orders[instrument.symbol]):  # Ctrl-C: leave nothing working
+            await adapter.cancel_order(order.trade_id, order.symbol)
+    finally:
+        if live:
+            live.stop()
+        await adapter.close()
+    if live is None:
+        console.print(view(status, guard, label))

@@ -1,0 +1,218 @@
+"""The Bybit adapter: ccxt (async) for mainnet, testnet, demo trading or the local simulator, with
+the rate-limit headers captured per request and orders that are safe to retry.
+
+Every order is sent with its trade id as `orderLinkId`. When a response is lost (timeout, dropped
+connection) the same request is sent again; if Bybit already has the order it answers "duplicate
+orderLinkId" and the adapter fetches that order instead — a lost response never doubles an order.
+"""
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+import ccxt.async_support as ccxt_async
+from ccxt.base.errors import ExchangeNotAvailable, InvalidOrder, NetworkError, OrderNotFound, RequestTimeout
+
+from methtrader.model import Order, OrderType
+
+Network = Literal["mainnet", "testnet", "demo", "sim"]
+
+DUPLICATE_LINK_ID = "110072"
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseMeta:
+    """One HTTP exchange as the adapter saw it: what the rate-limit governor and monitor read."""
+
+    method: str
+    path: str
+    status: int
+    headers: dict[str, str]
+    elapsed_ms: float
+
+
+_CALLS: ContextVar[list[ResponseMeta] | None] = ContextVar("methtrader_bybit_calls", default=None)
+
+
+class CapturingBybit(ccxt_async.bybit):
+    """ccxt's Bybit client, recording each response's headers in the calling task's context —
+    not in the shared `last_response_headers`, which concurrent requests overwrite."""
+
+    def on_rest_response(
+        self, code, reason, url, method, response_headers, response_body, request_headers, request_body
+    ):  # type: ignore[no-untyped-def]
+        calls = _CALLS.get()
+        if calls is not None:
+            started = getattr(self, "_methtrader_started", time.perf_counter())
+            path = url.split("://", 1)[-1].split("/", 1)[-1].split("?", 1)[0]
+            calls.append(
+                ResponseMeta(
+                    method,
+                    "/" + path,
+                    int(code),
+                    dict(response_headers),
+                    (time.perf_counter() - started) * 1e3,
+                )
+            )
+        return super().on_rest_response(
+            code, reason, url, method, response_headers, response_body, request_headers, request_body
+        )
+
+    async def fetch(self, url, method="GET", headers=None, body=None):  # type: ignore[no-untyped-def]
+        self._methtrader_started = time.perf_counter()
+        return await super().fetch(url, method, headers, body)
+
+
+@dataclass(frozen=True)
+class VenueSettings:
+    """Where to trade. Mainnet must be asked for explicitly; `sim` needs the simulator's URL."""
+
+    network: Network = "testnet"
+    sim_url: str | None = None
+    timeout_ms: int = 10_000
+    retries: int = 3
+    recv_window_ms: int = 5_000
+
+    def __post_init__(self) -> None:
+        if self.network == "sim" and not self.sim_url:
+            raise ValueError("network 'sim' needs sim_url, e.g. http://127.0.0.1:8765")
+
+
+def make_client(settings: VenueSettings, api_key: str = "", api_secret: str = "") -> CapturingBybit:
+    """A configured ccxt client: linear markets only, unified account, our recv_window."""
+    client = CapturingBybit(
+        {
+            "apiKey": api_key,
+            "secret": api_secret,
+            "enableRateLimit": False,  # our governor paces requests from Bybit's own headers
+            "timeout": settings.timeout_ms,
+            "options": {
+                "defaultType": "swap",
+                "fetchMarkets": {"types": ["linear"]},
+                "enableUnifiedAccount": True,
+                "enableUnifiedMargin": False,
+                "recvWindow": settings.recv_window_ms,
+            },
+        }
+    )
+    if settings.network == "testnet":
+        client.set_sandbox_mode(True)
+    elif settings.network == "demo":
+        client.enable_demo_trading(True)
+    elif settings.network == "sim":
+        for key in ("public", "private", "spot", "futures", "v2"):
+            client.urls["api"][key] = settings.sim_url
+        host = settings.sim_url.split("://", 1)[-1]  # type: ignore[union-attr]
+        client.urls["api"]["ws"] = {
+            "public": {"linear": f"ws://{host}/v5/public/linear"},
+            "private": {"contract": f"ws://{host}/v5/private", "spot": f"ws://{host}/v5/private"},
+        }
+    return client
+
+
+Observer = Callable[[ResponseMeta], None]
+
+
+@dataclass
+class BybitAdapter:
+    """Async edge to Bybit for the engine: orders, cancels and account state, each call's
+    response headers handed to `observers` (rate-limit governor, monitor)."""
+
+    client: CapturingBybit
+    settings: VenueSettings = field(default_factory=VenueSettings)
+    observers: list[Observer] = field(default_factory=list)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def _call(self, request: Callable[[], Awaitable[Any]]) -> Any:
+        calls: list[ResponseMeta] = []
+        token = _CALLS.set(calls)
+        try:
+            return await request()
+        finally:
+            _CALLS.reset(token)
+            for meta in calls:
+                for observer in self.observers:
+                    observer(meta)
+
+    async def load_markets(self) -> dict[str, Any]:
+        return await self._call(self.client.load_markets)
+
+    async def create_order(self, order: Order) -> dict[str, Any]:
+        """Place `order` with orderLinkId = trade id; retried with the same id after a lost
+        response, so Bybit sees at most one order whatever happens on the wire."""
+        symbol = self.market_symbol(order.symbol)
+        params: dict[str, Any] = {"orderLinkId": order.trade_id, "timeInForce": str(order.tif)}
+        if order.reduce_only:
+            params["reduceOnly"] = True
+        kind = "market" if order.type is OrderType.MARKET else "limit"
+        price = float(order.price) if order.price is not None else None
+        last_error: Exception | None = None
+        for attempt in range(self.settings.retries + 1):
+            try:
+                return await self._call(
+                    lambda: self.client.create_order(
+                        symbol, kind, str(order.side).lower(), float(order.qty), price, params
+                    )
+                )
+            except (RequestTimeout, ExchangeNotAvailable, NetworkError) as exc:
+                last_error = exc  # the request may or may not have arrived: same id again
+                await asyncio.sleep(min(0.2 * 2**attempt, 2.0))
+            except InvalidOrder as exc:
+                if attempt and DUPLICATE_LINK_ID in str(exc):
+                    return await self.fetch_order(order.trade_id, order.symbol)
+                raise
+        assert last_error is not None
+        raise last_error
+
+    async def fetch_order(self, trade_id: str, symbol: str) -> dict[str, Any]:
+        """An order by our trade id, open or closed (OrderNotFound when Bybit has none)."""
+        market = self.market_symbol(symbol)
+        params = {"orderLinkId": trade_id}
+        for query in (self.client.fetch_open_orders, self.client.fetch_closed_orders):
+            found = await self._call(lambda query=query: query(market, None, None, params))
+            for order in found:
+                if order.get("clientOrderId") == trade_id:
+                    return order
+        raise OrderNotFound(f"no order with orderLinkId {trade_id} on {symbol}")
+
+    async def cancel_order(self, trade_id: str, symbol: str) -> dict[str, Any]:
+        market = self.market_symbol(symbol)
+        return await self._call(lambda: self.client.cancel_order(None, market, {"orderLinkId": trade_id}))
+
+    async def cancel_all(self, symbol: str) -> Any:
+        market = self.market_symbol(symbol)
+        return await self._call(lambda: self.client.cancel_all_orders(market))
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        market = self.market_symbol(symbol) if symbol else None
+        return await self._call(lambda: self.client.fetch_open_orders(market))
+
+    async def fetch_positions(self) -> list[dict[str, Any]]:
+        return await self._call(lambda: self.client.fetch_positions(None, {"settleCoin": "USDT"}))
+
+    async def fetch_balance(self) -> dict[str, Any]:
+        return await self._call(self.client.fetch_balance)
+
+    async def fetch_my_trades(self, symbol: str, since_ms: int | None = None) -> list[dict[str, Any]]:
+        market = self.market_symbol(symbol)
+        return await self._call(lambda: self.client.fetch_my_trades(market, since_ms))
+
+    def market_symbol(self, symbol: str) -> str:
+        """Bybit's `BTCUSDT` as ccxt's unified `BTC/USDT:USDT` (markets must be loaded)."""
+        markets = self.client.markets_by_id or {}
+        found = markets.get(symbol)
+        if found:
+            return found[0]["symbol"]
+        if symbol.endswith("USDT"):
+            return f"{symbol[:-4]}/USDT:USDT"
+        return symbol
+
+
+def decimal_or_none(value: object) -> Decimal | None:
+    return None if value is None else Decimal(str(value))

@@ -1,0 +1,106 @@
+"""The Bybit adapter against the local simulator with the real ccxt client: orders carry their
+trade id, rate-limit headers are captured per request, and a lost response is retried with the
+same orderLinkId without doubling the order."""
+
+import asyncio
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from ccxt.base.errors import RequestTimeout
+
+from methtrader.data import resolve_bars
+from methtrader.exchange.bybit.adapter import BybitAdapter, ResponseMeta, VenueSettings, make_client
+from methtrader.exchange.sim.runner import BackgroundServer
+from methtrader.exchange.sim.venue import SimExchange
+from methtrader.model import Order, OrderType, Side, TimeInForce
+
+
+@pytest.fixture(scope="module")
+def exchange(tmp_path_factory: pytest.TempPathFactory) -> SimExchange:
+    series, instrument = resolve_bars("btcusdt-1h-2019-2020")
+    return SimExchange(
+        series, instrument, state_dir=tmp_path_factory.mktemp("sim"), speed=0, cash=Decimal(100_000)
+    )
+
+
+@pytest.fixture(scope="module")
+def server(exchange: SimExchange) -> Iterator[BackgroundServer]:
+    with BackgroundServer(exchange) as srv:
+        yield srv
+
+
+def run(
+    server: BackgroundServer, exchange: SimExchange, body: Any, **settings: Any
+) -> tuple[Any, list[ResponseMeta]]:
+    key, secret, _ = exchange.add_key()
+    seen: list[ResponseMeta] = []
+
+    async def main() -> Any:
+        venue = VenueSettings(network="sim", sim_url=server.url, **settings)
+        adapter = BybitAdapter(make_client(venue, key, secret), venue, [seen.append])
+        try:
+            await adapter.load_markets()
+            return await body(adapter)
+        finally:
+            await adapter.close()
+
+    return asyncio.run(main()), seen
+
+
+def limit_order(trade_id: str, price: str = "1000") -> Order:
+    return Order(
+        trade_id, "BTCUSDT", Side.BUY, Decimal("0.01"), OrderType.LIMIT, Decimal(price), TimeInForce.GTC
+    )
+
+
+def test_orders_carry_the_trade_id_and_headers_are_captured_per_request(server, exchange):
+    async def body(adapter: BybitAdapter) -> Any:
+        placed = await adapter.create_order(limit_order("mt-adapter-1"))
+        fetched = await adapter.fetch_order("mt-adapter-1", "BTCUSDT")
+        cancelled = await adapter.cancel_order("mt-adapter-1", "BTCUSDT")
+        return placed, fetched, cancelled
+
+    (placed, fetched, cancelled), seen = run(server, exchange, body)
+    assert placed["clientOrderId"] == fetched["clientOrderId"] == "mt-adapter-1"
+    assert fetched["id"] == placed["id"] == cancelled["id"]
+    create = [m for m in seen if m.path == "/v5/order/create"]
+    assert len(create) == 1 and create[0].status == 200
+    headers = {k.lower(): v for k, v in create[0].headers.items()}
+    assert int(headers["x-bapi-limit"]) == 10
+    assert int(headers["x-bapi-limit-status"]) <= 9
+    assert int(headers["x-bapi-limit-reset-timestamp"]) > 0
+    assert all(m.elapsed_ms >= 0 for m in seen)
+
+
+def test_a_lost_response_is_retried_with_the_same_order_link_id(server, exchange):
+    async def body(adapter: BybitAdapter) -> Any:
+        real_fetch = adapter.client.fetch
+        lost = []
+
+        async def flaky_fetch(url, method="GET", headers=None, body=None):
+            response = await real_fetch(url, method, headers, body)
+            if "/v5/order/create" in url and not lost:
+                lost.append(url)  # the order reached the exchange; its answer never reaches us
+                raise RequestTimeout("simulated timeout after the request was accepted")
+            return response
+
+        adapter.client.fetch = flaky_fetch
+        placed = await adapter.create_order(limit_order("mt-adapter-retry"))
+        open_orders = await adapter.fetch_open_orders("BTCUSDT")
+        return placed, open_orders, lost
+
+    (placed, open_orders, lost), seen = run(server, exchange, body)
+    assert lost, "the first response must have been dropped for the test to mean anything"
+    assert placed["clientOrderId"] == "mt-adapter-retry"
+    mine = [o for o in open_orders if o["clientOrderId"] == "mt-adapter-retry"]
+    assert len(mine) == 1, "a lost response must never double an order"
+    creates = [m for m in seen if m.path == "/v5/order/create"]
+    assert len(creates) == 2  # the original (answer lost) and the retry (answered: duplicate)
+
+
+def test_settings_validate_the_network():
+    with pytest.raises(ValueError, match="sim_url"):
+        VenueSettings(network="sim")
+    assert VenueSettings().network == "testnet"  # never mainnet by default
