@@ -5,6 +5,7 @@ the real ccxt adapter over loopback, with a live terminal view and Prometheus `/
 import asyncio
 import os
 import signal
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
@@ -20,9 +21,10 @@ from methtrader.cli.errors import UserError, fail_on_user_error
 from methtrader.data import DataError, resolve_bars
 from methtrader.engine.live import LiveRunner, LiveStatus
 from methtrader.exchange.bybit.adapter import BybitAdapter, VenueSettings, make_client
+from methtrader.model import Instrument
 from methtrader.risk.guard import GuardConfig, RiskGuard
 from methtrader.risk.metrics import RiskMetrics
-from methtrader.strategies import StrategyError, build_strategy
+from methtrader.strategies import Strategy, StrategyError, build_strategy
 
 
 def secret(name: str) -> str:
@@ -83,6 +85,7 @@ def register(app: typer.Typer) -> None:
         mainnet: Annotated[bool, typer.Option("--i-mean-mainnet", help="Required to trade mainnet.")] = False,
         metrics_port: Annotated[int, typer.Option(help="Serve Prometheus /metrics here (0 = off).")] = 9464,
         quiet: Annotated[bool, typer.Option(help="No live terminal view.")] = False,
+        keep_orders: Annotated[bool, typer.Option(help="On stop, leave open orders working.")] = False,
     ) -> None:
         """Trade a strategy in paper (default) or live mode with the risk guard on."""
         if mode not in ("paper", "live"):
@@ -101,13 +104,25 @@ def register(app: typer.Typer) -> None:
                 start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
             except OSError as exc:
                 raise UserError(f"--metrics-port {metrics_port}: {exc.strerror}") from None
+        session = Session(built, guard, bars, quiet, keep_orders)
         if mode == "paper":
-            asyncio.run(_paper(built, guard, data, speed, bars, money, quiet))
+            asyncio.run(_paper(session, data, speed, money))
         else:
-            asyncio.run(_live(built, guard, network, mainnet, bars, quiet))
+            asyncio.run(_live(session, network, mainnet))
 
 
-async def _paper(strategy, guard, data, speed, bars, cash, quiet) -> None:
+@dataclass
+class Session:
+    """What every mode shares: the strategy, its guard, and how the session ends."""
+
+    strategy: Strategy
+    guard: RiskGuard
+    bars: int
+    quiet: bool
+    keep_orders: bool
+
+
+async def _paper(session: Session, data: str, speed: float, cash: Decimal) -> None:
     from methtrader.exchange.sim.runner import BackgroundServer
     from methtrader.exchange.sim.venue import SimExchange
 
@@ -119,10 +134,12 @@ async def _paper(strategy, guard, data, speed, bars, cash, quiet) -> None:
     with BackgroundServer(exchange) as server:
         key, api_secret, _ = exchange.add_key()
         venue = VenueSettings(network="sim", sim_url=server.url)
-        await _trade(strategy, guard, venue, key, api_secret, instrument, cash, bars, quiet, "paper")
+        await _trade(
+            session, BybitAdapter(make_client(venue, key, api_secret), venue), instrument, cash, "paper"
+        )
 
 
-async def _live(strategy, guard, network, mainnet, bars, quiet) -> None:
+async def _live(session: Session, network: str, mainnet: bool) -> None:
     if network not in ("testnet", "demo", "mainnet"):
         raise UserError(f"--network must be testnet, demo or mainnet, got {network!r}")
     if network == "mainnet" and not mainnet:
@@ -133,18 +150,22 @@ async def _live(strategy, guard, network, mainnet, bars, quiet) -> None:
     from methtrader.model.instrument import BTCUSDT
 
     venue = VenueSettings(network=network)  # type: ignore[arg-type]
-    await _trade(strategy, guard, venue, key, api_secret, BTCUSDT, None, bars, quiet, f"live {network}")
+    await _trade(
+        session, BybitAdapter(make_client(venue, key, api_secret), venue), BTCUSDT, None, f"live {network}"
+    )
 
 
-async def _trade(strategy, guard, venue, key, api_secret, instrument, cash, bars, quiet, label) -> None:
-    adapter = BybitAdapter(make_client(venue, key, api_secret), venue)
+async def _trade(
+    session: Session, adapter: BybitAdapter, instrument: Instrument, cash: Decimal | None, label: str
+) -> None:
     if cash is None:
         balance = await adapter.fetch_balance()
         cash = Decimal(str(balance.get("USDT", {}).get("total") or 0))
+    guard = session.guard
     console = Console()
-    live = None if quiet else Live(console=console, refresh_per_second=4)
+    live = None if session.quiet else Live(console=console, refresh_per_second=4)
     runner = LiveRunner(
-        strategy,
+        session.strategy,
         adapter,
         instrument,
         cash,
@@ -158,9 +179,9 @@ async def _trade(strategy, guard, venue, key, api_secret, instrument, cash, bars
     try:
         if live:
             live.start()
-        status = await runner.run(max_bars=bars or None)
-        for order in list(runner.venue.open_orders[instrument.symbol]):  # Ctrl-C: leave nothing working
-            await adapter.cancel_order(order.trade_id, order.symbol)
+        status = await runner.run(max_bars=session.bars or None)
+        if not session.keep_orders and runner.venue.open_orders[instrument.symbol]:
+            await adapter.cancel_all(instrument.symbol)  # Ctrl-C or the end: leave nothing working
     finally:
         if live:
             live.stop()

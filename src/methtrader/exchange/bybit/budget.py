@@ -1,19 +1,17 @@
 """Sliding-window request budgets shared by everything that trades one Bybit account (UID).
-InMemoryBudget serves one process; RedisBudget makes the same reservation atomically in a Lua script.
+InMemoryBudget serves one process; RedisBudget makes the same reservation atomically in a Lua script."""
 
-A budget keeps, per key, one entry per request whose score is an upper bound of the moment the
-exchange received it: a placeholder (send time + in-flight timeout) while the request is in flight,
-the response time once it completed. A request may be sent at ``now`` when fewer than ``limit``
-entries score above ``now - window``. Because every score bounds the true arrival from above, no
-``window`` span of arrivals at the exchange can ever hold more than ``limit`` requests, whatever the
-network latency. When the budget is full the caller must wait until the (limit - cost + 1)-th
-largest score leaves the window; if that entry is still in flight its final score will be at least
-``now``, so ``window`` is a tight lower bound of the wait.
-"""
+# Design. A budget keeps, per key, one entry per request whose score is an upper bound of the moment
+# the exchange received it: a placeholder (send time + in-flight timeout) while the request is in
+# flight, the response time once it completed. A request may be sent at ``now`` when fewer than
+# ``limit - cost + 1`` entries score above ``now - window``. As every score bounds the true arrival
+# from above, no ``window`` span of arrivals at the exchange ever holds more than ``limit`` requests,
+# whatever the latency. When the budget is full the caller waits until the (limit - cost + 1)-th
+# largest score leaves the window; if that entry is still in flight its final score will be at least
+# ``now``, so ``window`` is a tight lower bound of the wait.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -62,9 +60,7 @@ class Budget(Protocol):
         """Refuse every reservation under ``key`` before ``until_ms`` (kept if already later)."""
         ...
 
-    async def reconcile(
-        self, window: Window, used: int, since_ms: float, now_ms: float, token: str
-    ) -> int:
+    async def reconcile(self, window: Window, used: int, since_ms: float, now_ms: float, token: str) -> int:
         """Add phantom entries (scored ``now_ms``) until ``used`` entries score above ``since_ms``.
         Returns how many were added: requests the exchange counted that this budget never saw."""
         ...
@@ -129,9 +125,7 @@ class InMemoryBudget:
         if until_ms > self._blocked.get(key, 0.0):
             self._blocked[key] = until_ms
 
-    async def reconcile(
-        self, window: Window, used: int, since_ms: float, now_ms: float, token: str
-    ) -> int:
+    async def reconcile(self, window: Window, used: int, since_ms: float, now_ms: float, token: str) -> int:
         entries = self._scores(window, now_ms)
         seen = sum(1 for s in entries.values() if s > since_ms)
         missing = max(0, min(used, window.limit) - seen)
@@ -222,7 +216,9 @@ class RedisBudget:
     """A budget in Redis shared by every process trading one UID; each operation is one Lua call.
     Keys are ``{namespace}:{{uid}}:{budget key}`` (one hash slot per UID); clocks must agree (NTP)."""
 
-    def __init__(self, client: Redis, *, uid: str = "default", namespace: str = "methtrader:bybit:rl") -> None:
+    def __init__(
+        self, client: Redis, *, uid: str = "default", namespace: str = "methtrader:bybit:rl"
+    ) -> None:
         self._client = client
         self._prefix = f"{namespace}:{{{uid}}}"
         self._reserve = client.register_script(RESERVE_LUA)
@@ -230,11 +226,24 @@ class RedisBudget:
         self._reconcile = client.register_script(RECONCILE_LUA)
 
     @classmethod
-    def from_url(cls, url: str, *, uid: str = "default", namespace: str = "methtrader:bybit:rl") -> RedisBudget:
-        """A budget on its own connection pool to ``url``."""
+    def from_url(
+        cls,
+        url: str,
+        *,
+        uid: str = "default",
+        namespace: str = "methtrader:bybit:rl",
+        timeout_s: float = 0.25,
+    ) -> RedisBudget:
+        """A budget on its own connection pool to ``url``; short timeouts and one retry, so that a
+        sick Redis costs at most ~2 x ``timeout_s`` before the governor paces locally."""
         from redis.asyncio import Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
 
-        return cls(Redis.from_url(url), uid=uid, namespace=namespace)
+        client = Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 1)
+        )
+        return cls(client, uid=uid, namespace=namespace)
 
     def redis_key(self, key: str) -> str:
         """The sorted set holding ``key``'s entries."""
@@ -263,17 +272,10 @@ class RedisBudget:
     async def block(self, key: str, until_ms: float, now_ms: float) -> None:
         await self._block(keys=[self.redis_key(key) + ":block"], args=[_num(until_ms), _num(now_ms)])
 
-    async def reconcile(
-        self, window: Window, used: int, since_ms: float, now_ms: float, token: str
-    ) -> int:
+    async def reconcile(self, window: Window, used: int, since_ms: float, now_ms: float, token: str) -> int:
         args = [used, _num(since_ms), _num(now_ms), token, window.limit, _num(window.window_ms)]
         added = await self._reconcile(keys=[self.redis_key(window.key)], args=[*args, RETENTION_WINDOWS])
         return int(added)
 
     async def close(self) -> None:
         await self._client.aclose()
-
-
-def ceil_ms(value: float) -> float:
-    """Round a millisecond time up to the microsecond grid used in Redis arguments."""
-    return math.ceil(value * 1000) / 1000
