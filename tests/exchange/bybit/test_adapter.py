@@ -104,3 +104,49 @@ def test_settings_validate_the_network():
     with pytest.raises(ValueError, match="sim_url"):
         VenueSettings(network="sim")
     assert VenueSettings().network == "testnet"  # never mainnet by default
+
+
+def test_a_burst_of_200_orders_gets_no_10006_and_takes_no_longer_than_the_limit(tmp_path):
+    """200 order requests fired at once through the governed adapter: the simulator (50 order
+    creations per second here, to keep the test short) never answers 10006, and the burst ends
+    close to the 3 seconds the limit allows for the last 150."""
+    import time
+
+    from methtrader.exchange.bybit.governor import RateGovernor
+    from methtrader.exchange.bybit.monitor import RateLimitMonitor
+    from methtrader.exchange.sim.limits_table import RateLimits
+
+    series, instrument = resolve_bars("btcusdt-1h-2019-2020")
+    limits = RateLimits(per_uid={**RateLimits().per_uid, "/v5/order/create": 50})
+    exchange = SimExchange(
+        series, instrument, state_dir=tmp_path, speed=0, cash=Decimal(10_000_000), limits=limits
+    )
+    monitor = RateLimitMonitor()
+    with BackgroundServer(exchange) as server:
+        key, secret, _ = exchange.add_key()
+
+        async def main():
+            venue = VenueSettings(network="sim", sim_url=server.url)
+            adapter = BybitAdapter(make_client(venue, key, secret, RateGovernor(monitor=monitor)), venue)
+            try:
+                await adapter.load_markets()
+                start = time.perf_counter()
+                results = await asyncio.gather(
+                    *(adapter.create_order(limit_order(f"burst-{n:03d}")) for n in range(200)),
+                    return_exceptions=True,
+                )
+                elapsed = time.perf_counter() - start
+                open_orders = await adapter.fetch_open_orders("BTCUSDT")
+                return results, elapsed, open_orders
+            finally:
+                await adapter.close()
+
+        results, elapsed, open_orders = asyncio.run(main())
+    errors = [r for r in results if isinstance(r, Exception)]
+    assert not errors, errors[:3]
+    assert len({o["clientOrderId"] for o in open_orders}) == 200
+    rate_limited = monitor.registry.get_sample_value(
+        "methtrader_bybit_rate_limited_total", {"endpoint": "/v5/order/create"}
+    )
+    assert not rate_limited  # zero 10006 answers
+    assert 2.9 < elapsed < 3.0 * 1.35 + 1.0, elapsed  # 200 at 50/s: the last 150 need 3 s

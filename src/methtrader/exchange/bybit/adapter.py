@@ -12,12 +12,15 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import ccxt.async_support as ccxt_async
 from ccxt.base.errors import ExchangeNotAvailable, InvalidOrder, NetworkError, OrderNotFound, RequestTimeout
 
 from methtrader.model import Order, OrderType
+
+if TYPE_CHECKING:
+    from methtrader.exchange.bybit.governor import RateGovernor
 
 Network = Literal["mainnet", "testnet", "demo", "sim"]
 
@@ -39,32 +42,63 @@ _CALLS: ContextVar[list[ResponseMeta] | None] = ContextVar("methtrader_bybit_cal
 
 
 class CapturingBybit(ccxt_async.bybit):
-    """ccxt's Bybit client, recording each response's headers in the calling task's context —
-    not in the shared `last_response_headers`, which concurrent requests overwrite."""
+    """ccxt's Bybit client, paced by a RateGovernor and recording each response's headers in the
+    calling task's context — not in the shared `last_response_headers`, which concurrent
+    requests overwrite."""
+
+    governor: "RateGovernor | None" = None
 
     def on_rest_response(
         self, code, reason, url, method, response_headers, response_body, request_headers, request_body
     ):  # type: ignore[no-untyped-def]
+        meta = ResponseMeta(
+            method,
+            _path(url),
+            int(code),
+            dict(response_headers),
+            (time.perf_counter() - self._started.get(time.perf_counter())) * 1e3,
+        )
+        _LAST.set(meta)
+        self._ret_code.set(_ret_code(response_body))
         calls = _CALLS.get()
         if calls is not None:
-            started = getattr(self, "_methtrader_started", time.perf_counter())
-            path = url.split("://", 1)[-1].split("/", 1)[-1].split("?", 1)[0]
-            calls.append(
-                ResponseMeta(
-                    method,
-                    "/" + path,
-                    int(code),
-                    dict(response_headers),
-                    (time.perf_counter() - started) * 1e3,
-                )
-            )
+            calls.append(meta)
         return super().on_rest_response(
             code, reason, url, method, response_headers, response_body, request_headers, request_body
         )
 
     async def fetch(self, url, method="GET", headers=None, body=None):  # type: ignore[no-untyped-def]
-        self._methtrader_started = time.perf_counter()
-        return await super().fetch(url, method, headers, body)
+        self._started.set(time.perf_counter())
+        if self.governor is None or "/v5/market/" in url:
+            return await super().fetch(url, method, headers, body)
+        _LAST.set(None)
+        async with self.governor.slot(_path(url)) as ticket:
+            try:
+                return await super().fetch(url, method, headers, body)
+            finally:
+                meta = _LAST.get()
+                if meta is not None:
+                    ticket.observe(meta.headers, self._ret_code.get(), meta.status)
+
+    _started: ContextVar[float] = ContextVar("methtrader_bybit_started")
+    _ret_code: ContextVar[int | None] = ContextVar("methtrader_bybit_ret_code", default=None)
+
+
+_LAST: ContextVar[ResponseMeta | None] = ContextVar("methtrader_bybit_last", default=None)
+
+
+def _path(url: str) -> str:
+    return "/" + url.split("://", 1)[-1].split("/", 1)[-1].split("?", 1)[0]
+
+
+def _ret_code(body: object) -> int | None:
+    """Bybit's retCode from a raw body, without a full parse of large answers."""
+    text = body if isinstance(body, str) else ""
+    start = text.find('"retCode":')
+    if start < 0:
+        return None
+    digits = text[start + 10 : start + 20].split(",", 1)[0].split("}", 1)[0].strip()
+    return int(digits) if digits.lstrip("-").isdigit() else None
 
 
 @dataclass(frozen=True)
@@ -82,8 +116,11 @@ class VenueSettings:
             raise ValueError("network 'sim' needs sim_url, e.g. http://127.0.0.1:8765")
 
 
-def make_client(settings: VenueSettings, api_key: str = "", api_secret: str = "") -> CapturingBybit:
-    """A configured ccxt client: linear markets only, unified account, our recv_window."""
+def make_client(
+    settings: VenueSettings, api_key: str = "", api_secret: str = "", governor: "RateGovernor | None" = None
+) -> CapturingBybit:
+    """A configured ccxt client: linear markets only, unified account, our recv_window, and
+    requests paced by `governor` (Bybit's own limit headers) instead of ccxt's fixed delay."""
     client = CapturingBybit(
         {
             "apiKey": api_key,
@@ -99,6 +136,7 @@ def make_client(settings: VenueSettings, api_key: str = "", api_secret: str = ""
             },
         }
     )
+    client.governor = governor
     if settings.network == "testnet":
         client.set_sandbox_mode(True)
     elif settings.network == "demo":
@@ -191,7 +229,8 @@ class BybitAdapter:
 
     async def fetch_open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
         market = self.market_symbol(symbol) if symbol else None
-        return await self._call(lambda: self.client.fetch_open_orders(market))
+        # every page: Bybit answers 20 orders at a time by default
+        return await self._call(lambda: self.client.fetch_open_orders(market, None, None, {"paginate": True}))
 
     async def fetch_positions(self) -> list[dict[str, Any]]:
         return await self._call(lambda: self.client.fetch_positions(None, {"settleCoin": "USDT"}))
