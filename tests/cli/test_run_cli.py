@@ -33,6 +33,7 @@ def test_paper_session_serves_metrics_and_trades(tmp_path):
     out, err = proc.communicate(timeout=90)
     assert proc.returncode == 0, err
     assert "methtrader_guard_state" in body and "methtrader_var_usdt" in body
+    assert "methtrader_bybit_rate_limit_utilisation" in body  # the governor's monitor, same endpoint
     assert "fills" in out and "risk guard" in out
 
 

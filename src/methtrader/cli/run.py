@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from prometheus_client import start_http_server
+from prometheus_client import CollectorRegistry, start_http_server
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -21,6 +21,8 @@ from methtrader.cli.errors import UserError, fail_on_user_error
 from methtrader.data import DataError, resolve_bars
 from methtrader.engine.live import LiveRunner, LiveStatus
 from methtrader.exchange.bybit.adapter import BybitAdapter, VenueSettings, make_client
+from methtrader.exchange.bybit.governor import RateGovernor
+from methtrader.exchange.bybit.monitor import RateLimitMonitor
 from methtrader.model import Instrument
 from methtrader.risk.guard import GuardConfig, RiskGuard
 from methtrader.risk.metrics import RiskMetrics
@@ -97,14 +99,15 @@ def register(app: typer.Typer) -> None:
         except StrategyError as exc:
             raise UserError(str(exc)) from None
         money = parse_decimal("cash", cash, Decimal(0))
-        metrics = RiskMetrics()
-        guard = RiskGuard(GuardConfig(), metrics=metrics)
+        registry = CollectorRegistry()
+        guard = RiskGuard(GuardConfig(), metrics=RiskMetrics(registry))
+        monitor = RateLimitMonitor(secret("METHTRADER_SLACK_WEBHOOK_URL") or None, registry=registry)
         if metrics_port:
             try:
-                start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
+                start_http_server(metrics_port, addr="127.0.0.1", registry=registry)
             except OSError as exc:
                 raise UserError(f"--metrics-port {metrics_port}: {exc.strerror}") from None
-        session = Session(built, guard, bars, quiet, keep_orders)
+        session = Session(built, guard, RateGovernor(monitor=monitor), bars, quiet, keep_orders)
         if mode == "paper":
             asyncio.run(_paper(session, data, speed, money))
         else:
@@ -117,6 +120,7 @@ class Session:
 
     strategy: Strategy
     guard: RiskGuard
+    governor: RateGovernor
     bars: int
     quiet: bool
     keep_orders: bool
