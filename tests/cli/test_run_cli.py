@@ -1,6 +1,7 @@
 """`methtrader run`: a short paper session end to end, /metrics while it runs, and the one-line
 errors of bad options and missing live credentials."""
 
+import json
 import subprocess
 import sys
 import time
@@ -35,6 +36,8 @@ def test_paper_session_serves_metrics_and_trades(tmp_path):
     assert "methtrader_guard_state" in body and "methtrader_var_usdt" in body
     assert "methtrader_bybit_rate_limit_utilisation" in body  # the governor's monitor, same endpoint
     assert "fills" in out and "risk guard" in out
+    state = json.loads((tmp_path / "var" / "run-state.json").read_text())
+    assert state["bars"] >= 40 and state["open_orders"] == [] and state["guard_state"] == "ACTIVE"
 
 
 def test_bad_options_and_missing_credentials(tmp_path, monkeypatch):

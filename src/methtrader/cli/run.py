@@ -3,6 +3,7 @@ in-process, replaying shipped hourly BTCUSDT bars at an accelerated speed, and t
 the real ccxt adapter over loopback, with a live terminal view and Prometheus `/metrics`."""
 
 import asyncio
+import json
 import os
 import signal
 from dataclasses import dataclass
@@ -190,5 +191,30 @@ async def _trade(
         if live:
             live.stop()
         await adapter.close()
+    path = save_state(runner, guard, label)
     if live is None:
         console.print(view(status, guard, label))
+    console.print(f"state saved to {path}", highlight=False)
+
+
+def save_state(runner: LiveRunner, guard: RiskGuard, label: str, state_dir: Path = Path("var")) -> Path:
+    """Where the session stopped: what a restart reconciles against, and what an operator reads."""
+    status = runner.status
+    state = {
+        "mode": label,
+        "stopped_at_ms": runner.clock.now(),
+        "last_bar_ms": status.bar_ts,
+        "bars": status.bars,
+        "fills": status.fills,
+        "position": str(status.position),
+        "equity": status.equity,
+        "guard_state": guard.state.state.name,
+        "open_orders": [o.trade_id for orders in runner.venue.open_orders.values() for o in orders],
+        "errors": status.errors,
+    }
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / "run-state.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(path)
+    return path
