@@ -187,6 +187,7 @@ async def _trade(
         status = await runner.run(max_bars=session.bars or None)
         if not session.keep_orders and runner.venue.open_orders[instrument.symbol]:
             await adapter.cancel_all(instrument.symbol)  # Ctrl-C or the end: leave nothing working
+            await runner.reconcile()  # fills that beat the cancel are booked; the rest is closed
     finally:
         if live:
             live.stop()

@@ -215,6 +215,10 @@ class LiveRunner:
                 else:
                     raise
 
+    async def reconcile(self) -> None:
+        """Bring the engine's orders and fills in line with the exchange's (REST)."""
+        await self._poll_fills()
+
     async def _poll_fills(self) -> None:
         """New executions become engine fills exactly once; orders the exchange no longer lists
         as open are closed here (filled, or cancelled like a market order's unfilled rest)."""
