@@ -169,9 +169,7 @@ class BacktestRunner:
             if wakes is not None and self._satisfied and not self.venue.has_open_orders() and not risk.busy():
                 while w < len(wakes) and wakes[w] <= i:
                     w += 1
-                nxt = wakes[w] if w < len(wakes) else n
-                if nxt > i + 1:
-                    nxt = self._next_event(i, nxt, funding_steps)
+                nxt = self._next_event(i, wakes[w] if w < len(wakes) else n, funding_steps)
             i = nxt
             if self.progress is not None and i - reported >= PROGRESS_EVERY:
                 reported = i
@@ -219,24 +217,32 @@ class BacktestRunner:
 
     def _next_event(self, i: int, nxt: int, funding_steps: np.ndarray) -> int:
         """Pull the next wake forward to a funding settlement or a liquidation, when positions
-        are open; otherwise nothing can happen before `nxt`."""
+        are open, or to where the risk hook would act; otherwise nothing happens before `nxt`.
+
+        The risk hook is also asked about `nxt` itself when that bar is a plain signal bar (no
+        fill, funding or liquidation can come before the hook's check there): it then has
+        evaluated that bar already and skips it in `on_step`."""
         symbols, _ = self.venue.held()
+        plain = nxt < len(self.timeline)
         if symbols and len(funding_steps):
             k = int(np.searchsorted(funding_steps, i, "right"))
-            if k < len(funding_steps):
-                nxt = min(nxt, int(funding_steps[k]))
-        if symbols and nxt > i + 1 and not self._cannot_liquidate(symbols, i + 1, nxt):
-            lows = {s: self.feeds[s].low[i + 1 : nxt] for s in symbols}
-            highs = {s: self.feeds[s].high[i + 1 : nxt] for s in symbols}
+            if k < len(funding_steps) and funding_steps[k] <= nxt:
+                plain = False
+                nxt = int(funding_steps[k])
+        end = nxt + 1 if plain else nxt
+        if symbols and end > i + 1 and not self._cannot_liquidate(symbols, i + 1, end):
+            lows = {s: self.feeds[s].low[i + 1 : end] for s in symbols}
+            highs = {s: self.feeds[s].high[i + 1 : end] for s in symbols}
             hit = self.venue.scan_liquidation(lows, highs)
             if hit is not None:
-                nxt = i + 1 + hit
-        if nxt > i + 1:
+                nxt = end = i + 1 + hit
+        if end > i + 1:
             risk = self.engine.risk
-            hit = risk.scan(i + 1, nxt)
+            hit = risk.scan(i + 1, end)
             if hit is not None:
-                nxt = hit
-            risk.absorb(i + 1, nxt)
+                nxt = min(nxt, hit)
+                end = hit
+            risk.absorb(i + 1, end)
         return nxt
 
     def _cannot_liquidate(self, symbols: list[str], a: int, b: int) -> bool:

@@ -89,7 +89,13 @@ class RiskGuard:
         self._engine: Engine | None = None
         self._scanned: tuple | None = None
         self._bounds_cache: tuple | None = None
+        self._coarse_cache: tuple | None = None
         self._live = False
+        self._absorbed_until = 0
+        self._dd_rules = any(
+            v is not None
+            for v in (self.config.drawdown_reduce, self.config.drawdown_halt, self.config.daily_loss_halt)
+        )
         self._sized_limits = any(
             v is not None
             for v in (
@@ -99,6 +105,7 @@ class RiskGuard:
                 self.config.limits.max_order_notional,
             )
         )
+        self._plain = not self._sized_limits and self.config.limits.max_orders_per_minute is None
 
     # ------------------------------------------------------------------ wiring
     def bind(self, engine: "Engine") -> None:
@@ -187,6 +194,8 @@ class RiskGuard:
             return None
         engine = self._require_engine()
         state = self.state.state
+        if state is TradingState.ACTIVE and self._plain and order.type is OrderType.MARKET:
+            return None  # no limit applies to a market order while ACTIVE
         reason = None
         # working orders count: three sells of 8 against a long of 10 do not all "reduce"
         position = engine.position(order.symbol) + engine.pending_qty(order.symbol)
@@ -216,6 +225,8 @@ class RiskGuard:
         """Evaluate every rule after a bar's fills, at that bar's closes (`step`: the bar's index
         on the prepared timeline, when the caller knows it)."""
         if step is not None:
+            if step < self._absorbed_until:
+                return  # the backtest's scan already evaluated this bar (nothing changed since)
             i = step
         elif self._live:
             i = len(self.timeline) - 1
@@ -290,6 +301,7 @@ class RiskGuard:
 
     def absorb(self, a: int, b: int) -> None:
         """Account for steps [a, b) the runner skipped (the scan found nothing there)."""
+        self._absorbed_until = b
         wallet, held = self._require_engine().portfolio.snapshot()
         if b > a and self._quick_absorb(a, b, wallet, held):
             return
@@ -317,6 +329,15 @@ class RiskGuard:
 
     def _coarse_bounds(self, a: int, b: int, wallet: float, held: list) -> tuple[float, float, float]:
         """Like `_bounds` (best ≥, worst ≤ the true ones) plus a VaR bound, from block extremes."""
+        key = (a, b, wallet, held)
+        cached = self._coarse_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        bounds = self._coarse_uncached(a, b, wallet, held)
+        self._coarse_cache = (key, bounds)
+        return bounds
+
+    def _coarse_uncached(self, a: int, b: int, wallet: float, held: list) -> tuple[float, float, float]:
         symbol, qty, cost = held[0]
         lowest, highest, vol = self._coarse[symbol]
         low, high = lowest.bound(a, b), highest.bound(a, b)
@@ -369,11 +390,20 @@ class RiskGuard:
         last = wallet + (qty * closes.item(b - 1) - cost)
         # last_var / last_equity are left for the next on_step, which always recomputes them
         return tracker.absorb_below_peak(
-            coarse_worst, lambda: self._bounds(a, b, wallet, held)[1], last, last_ts, day_start
+            coarse_worst, lambda: self._exact_worst(a, b, wallet, held[0]), last, last_ts, day_start
         )
+
+    def _exact_worst(self, a: int, b: int, wallet: float, position: tuple[str, float, float]) -> float:
+        """The stretch's lowest equity: one reduction, on the side that hurts the position."""
+        symbol, qty, cost = position
+        close = self.close[symbol][a:b]
+        worst = float(close.min() if qty > 0 else close.max())
+        return wallet + (qty * worst - cost)
 
     def _levels(self) -> list[float]:
         """Drawdown levels that would still tighten the current state."""
+        if not self._dd_rules:
+            return []
         state = self.state.state
         levels = []
         if self.config.drawdown_reduce is not None and state < TradingState.REDUCING:
@@ -468,6 +498,8 @@ class RiskGuard:
                 f"VaR {var:.2f} > {cfg.var_limit:.2%} of equity {eq:.2f}" if eq > 0 else f"equity {eq:.2f}"
             )
             self._liquidate(ts, "var_liquidation", detail, var=var)
+        if not self._dd_rules:
+            return
         dd = self.drawdown
         halted = self.state.state is TradingState.HALTED
         if cfg.drawdown_halt is not None and dd.drawdown >= cfg.drawdown_halt and not halted:
