@@ -2,15 +2,23 @@
 venue. Market data, order requests and fills cross an async edge; the engine itself stays
 synchronous and does no I/O.
 
-A bar is handled once the next one has started (so an exchange's still-forming kline is never
-traded on); order requests queue in `LiveVenue.outbox` and leave through the adapter; fills are
-polled from the execution list, de-duplicated by execution id, and fed to the engine.
+Stream-driven: closed bars (confirm=true klines) and the account's executions and order updates
+arrive over WebSocket through a `StreamFeed`, whose events are handled inline as they are decoded;
+order requests queue in `LiveVenue.outbox` and leave through the REST adapter from a sender task,
+so a slow request never holds up market data.
+Executions are de-duplicated by execution id and become engine fills exactly once. REST is only
+read to reconcile: after every reconnect, every `StreamSettings.reconcile_interval_s`, and once at
+the end of a run, so the ledger ends equal to the exchange's.
 """
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+
+from ccxt.base.errors import OrderNotFound
 
 from methtrader.engine.clock import WallClock
 from methtrader.engine.engine import Engine
@@ -18,10 +26,34 @@ from methtrader.engine.ids import RandomIds
 from methtrader.engine.portfolio import Portfolio
 from methtrader.engine.risk_hook import NoRisk, RiskHook
 from methtrader.exchange.bybit.adapter import BybitAdapter, ResponseMeta
-from methtrader.model import Bar, Fill, Instrument, Liquidity, Order, OrderStatus, Side
-from methtrader.model.instrument import to_decimal
+from methtrader.exchange.bybit.streams import (
+    Execution,
+    ExecutionsEvent,
+    KlineEvent,
+    OrdersEvent,
+    OrderUpdate,
+    ReconciledEvent,
+    StateEvent,
+    StreamFeed,
+    StreamSettings,
+)
+from methtrader.model import Bar, Fill, Instrument, Liquidity, Order, OrderStatus, OrderType
+from methtrader.model.order import IllegalTransition
 from methtrader.strategies.base import Strategy
 from methtrader.strategies.indicators import StreamFrames
+
+ZERO = Decimal(0)
+SENDERS = 4  # requests in flight at once: a slow answer does not hold up the next order
+LIST_LAG_S = 1.0  # an order acknowledged this recently may not be in Bybit's open-order list yet
+
+# Bybit's final order states; Cancelled variants leave the executed part in place
+FINAL_STATUS = {
+    "Filled": OrderStatus.FILLED,
+    "Cancelled": OrderStatus.CANCELLED,
+    "PartiallyFilledCanceled": OrderStatus.CANCELLED,
+    "Deactivated": OrderStatus.CANCELLED,
+    "Rejected": OrderStatus.REJECTED,
+}
 
 
 class LiveVenue:
@@ -74,14 +106,39 @@ class LiveStatus:
     fills: int = 0
     errors: list[str] = field(default_factory=list)
     utilisation: dict[str, float] = field(default_factory=dict)
+    reconnects: int = 0
+    reconciliations: int = 0
+    streams: dict[str, str] = field(default_factory=dict)
 
     @property
     def drawdown(self) -> float:
         return 1 - self.equity / self.peak if self.peak > 0 else 0.0
 
 
+class _Tick:
+    """Marker event: refresh the status view."""
+
+
+_TICK = _Tick()
+
+
+@dataclass
+class _Final:
+    """The exchange's final word on an order, applied once our fills catch up with it."""
+
+    status: OrderStatus
+    cum_qty: Decimal
+    reason: str = ""
+
+
 class LiveRunner:
-    """Drive one strategy on one symbol through a BybitAdapter until `max_bars` bars or `stop()`."""
+    """Drive one strategy on one symbol through a BybitAdapter until `max_bars` bars or `stop()`.
+
+    `poll_seconds` is how often the status is refreshed and `on_update` called (market data and
+    fills are pushed, not polled). `feed` may be given (not yet started, without a callback or
+    handler: the runner becomes its `on_event` handler); by default the runner opens a
+    `StreamFeed` with `stream_settings` on the adapter's venue and credentials.
+    """
 
     def __init__(
         self,
@@ -93,7 +150,13 @@ class LiveRunner:
         interval: str = "1h",
         poll_seconds: float = 0.1,
         on_update: Callable[[LiveStatus], None] | None = None,
+        *,
+        feed: StreamFeed | None = None,
+        stream_settings: StreamSettings | None = None,
+        settle_seconds: float = 5.0,
     ) -> None:
+        if feed is not None and (feed.callback is not None or feed.on_event is not None):
+            raise ValueError("the runner handles the feed's events: give it a feed without a handler")
         self.strategy = strategy
         self.adapter = adapter
         self.instrument = instrument
@@ -101,6 +164,8 @@ class LiveRunner:
         self.interval = interval
         self.poll_seconds = poll_seconds
         self.on_update = on_update
+        self.settle_seconds = settle_seconds
+        self.stream_settings = stream_settings or (feed.settings if feed else StreamSettings())
         self.venue = LiveVenue([self.symbol])
         self.portfolio = Portfolio(cash)
         self.clock = WallClock()
@@ -115,68 +180,145 @@ class LiveRunner:
         )
         self.frames = StreamFrames(strategy.indicators(), float(instrument.tick_size))
         self.status = LiveStatus()
+        self._own_feed = feed is None
+        self.feed = feed or StreamFeed(adapter, self.symbol, interval, self.stream_settings)
+        self.feed.on_event = self._on_event
         self._seen_exec: set[str] = set()
         self._exchange_ids: dict[str, str] = {}  # exchange order id → our trade id
+        self._acked: dict[str, float] = {}  # trade id → time.monotonic() of the create ack
+        self._finals: dict[str, _Final] = {}
+        self._orphans: dict[str, list[Execution]] = {}  # executions of not-yet-acknowledged ids
+        self._feed_errors = 0
+        self._created: dict[str, asyncio.Event] = {}  # set once an order's create has been answered
         self._last_bar_ts: int | None = None
+        self._max_bars: int | None = None
+        self._early: list[KlineEvent] = []  # bars that arrived during the warm-up
         self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._trading = False
+        self._warming = False
         adapter.observers.append(self._observe_headers)
 
     def stop(self) -> None:
         self._stopping.set()
+        self._wake.set()
 
+    # ------------------------------------------------------------------ the session
     async def run(self, max_bars: int | None = None, warmup: int = 200) -> LiveStatus:
         """Trade until `max_bars` new bars were handled (None: until `stop()`); the `warmup`
         bars before them only feed the indicators and the risk model."""
         await self.adapter.load_markets()
-        self.status.connected = True
+        feed = self.feed
+        self._max_bars = max_bars
         start = getattr(self.engine.risk, "start_live", None)
         if start is not None:
             start([self.symbol], _interval_ms(self.interval))
-        await self._warm_up(warmup)
-        self.strategy.on_start()
+        senders: list[asyncio.Task[None]] = []
+        ticker = None
+        started = False
         try:
-            while not self._stopping.is_set() and (max_bars is None or self.status.bars < max_bars):
-                await self._cycle()
-                await asyncio.sleep(self.poll_seconds)
-            await self._drain()
+            self._warming = True
+            await feed.start()  # subscribe before the warm-up read: no bar falls in between
+            if not await feed.wait_connected(self.stream_settings.connect_timeout_s):
+                self._error(f"streams not up after {self.stream_settings.connect_timeout_s:.0f} s")
+            self._sync_status()
+            self._warm_up(await feed.history(warmup))
+            self.strategy.on_start()
+            started = True
+            senders = [asyncio.create_task(self._send_loop(), name=f"sender-{i}") for i in range(SENDERS)]
+            ticker = asyncio.create_task(self._tick_loop(), name="live-ticker")
+            self._warming, self._trading = False, max_bars is None or max_bars > 0
+            early, self._early = self._early, []
+            for event in early:
+                self._handle(event)
+            while self._trading and not self._stopping.is_set():
+                await self._wake.wait()
+                self._wake.clear()
+            self._trading = False
+            await self._settle()
         finally:
-            self.strategy.on_stop()
-        return self.status
-
-    async def _cycle(self) -> None:
-        try:
-            await self._poll_bars()
-            await self._drain()
-            await self._poll_fills()
-            self.status.connected = True
-        except Exception as exc:  # a network or exchange error: say so, keep going, reconcile next
-            self.status.connected = False
-            self.status.errors = [*self.status.errors[-4:], f"{type(exc).__name__}: {exc}"]
+            self._trading = self._warming = False
+            if started:
+                self.strategy.on_stop()
+            for task in (ticker, *senders):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            self._sync_status()  # as the session ended, before the sockets close
+            if self._own_feed:
+                await feed.close()
         if self.on_update is not None:
             self.on_update(self.status)
+        return self.status
 
-    async def _warm_up(self, bars: int) -> None:
-        candles = await self._candles(bars + 1)
+    def _warm_up(self, bars: list[Bar]) -> None:
         observe = getattr(self.engine.risk, "observe", None)
-        for ts, o, h, low, c, v in candles[:-1]:
-            bar = Bar(self.symbol, int(ts), float(o), float(h), float(low), float(c), float(v))
+        for bar in bars:
             self.frames.update(bar)
             if observe is not None:
                 observe(bar.ts, {bar.symbol: bar.close})
             self._last_bar_ts = bar.ts
             self.status.last_price = bar.close
 
-    async def _candles(self, limit: int) -> list[list[float]]:
-        market = self.adapter.market_symbol(self.symbol)
-        return await self.adapter._call(
-            lambda: self.adapter.client.fetch_ohlcv(market, self.interval, None, limit)
+    async def reconcile(self) -> None:
+        """Bring the engine's orders and fills in line with the exchange's, over REST."""
+        await self.feed.reconcile("manual")
+
+    async def _settle(self) -> None:
+        """After the last bar: send what is queued, let the market orders we sent complete
+        (up to `settle_seconds`), then reconcile once over REST."""
+        deadline = time.monotonic() + self.settle_seconds
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.venue.outbox.join(), self.settle_seconds)
+        while self._in_flight() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # the streams' events keep arriving meanwhile
+        try:
+            await asyncio.wait_for(self.feed.reconcile("final"), self.stream_settings.reconcile_timeout_s)
+        except Exception as exc:
+            self._error(f"final reconciliation: {type(exc).__name__}: {exc}")
+
+    def _in_flight(self) -> bool:
+        """Orders still expected to finish by themselves: unacknowledged, or market orders."""
+        return any(
+            o.trade_id not in self._acked or o.type is OrderType.MARKET
+            for o in self.venue.open_orders[self.symbol]
         )
 
-    async def _poll_bars(self) -> None:
-        candles = await self._candles(5)
-        closed = [c for c in candles[:-1] if self._last_bar_ts is None or c[0] > self._last_bar_ts]
-        for ts, o, h, low, c, v in closed:
-            self._on_bar(Bar(self.symbol, int(ts), float(o), float(h), float(low), float(c), float(v)))
+    # ------------------------------------------------------------------ events
+    def _on_event(self, event: object) -> None:
+        """The feed's handler, called inline as each event is decoded."""
+        if self._warming and isinstance(event, KlineEvent):
+            self._early.append(event)
+        else:
+            self._handle(event)
+
+    def _handle(self, event: object) -> None:
+        try:
+            if isinstance(event, KlineEvent):
+                if self._trading and (self._last_bar_ts is None or event.bar.ts > self._last_bar_ts):
+                    self._on_bar(event.bar)
+                    if self._max_bars is not None and self.status.bars >= self._max_bars:
+                        self._trading = False
+                        self._wake.set()
+                elif not self._trading:
+                    self.status.last_price = event.bar.close
+            elif isinstance(event, ExecutionsEvent):
+                self._on_executions(event.executions)
+            elif isinstance(event, OrdersEvent):
+                self._on_orders(event.orders)
+            elif isinstance(event, ReconciledEvent):
+                self._on_reconciled(event)
+            elif isinstance(event, StateEvent):
+                self._sync_status()
+            elif event is _TICK:
+                self._sync_status()
+                if self.status.last_price == self.status.last_price:
+                    self._mark(self.status.last_price)
+                if self.on_update is not None:
+                    self.on_update(self.status)
+        except Exception as exc:  # a bug or a surprise from the exchange: say so, keep going
+            self._error(f"{type(exc).__name__}: {exc}")
 
     def _on_bar(self, bar: Bar) -> None:
         self._last_bar_ts = bar.ts
@@ -198,67 +340,171 @@ class LiveRunner:
         self.status.peak = equity if not self.status.peak >= equity else self.status.peak
         self.status.position = self.portfolio.position(self.symbol)
 
-    async def _drain(self) -> None:
-        """Send what the engine queued; the exchange's refusals become rejected orders."""
-        while not self.venue.outbox.empty():
-            action, order = self.venue.outbox.get_nowait()
-            try:
-                if action == "create":
-                    placed = await self.adapter.create_order(order)
-                    self._exchange_ids[str(placed["id"])] = order.trade_id
-                else:
-                    await self.adapter.cancel_order(order.trade_id, order.symbol)
-                    self.venue.close(order, OrderStatus.CANCELLED, self.clock.now())
-            except Exception as exc:
-                if action == "create":
-                    self.venue.close(order, OrderStatus.REJECTED, self.clock.now(), f"exchange: {exc}")
-                else:
-                    raise
+    def _order_of(self, link_id: str, order_id: str) -> Order | None:
+        order = self.venue.orders.get(link_id) if link_id else None
+        if order is None and order_id:
+            order = self.venue.orders.get(self._exchange_ids.get(order_id, ""))
+        return order
 
-    async def reconcile(self) -> None:
-        """Bring the engine's orders and fills in line with the exchange's (REST)."""
-        await self._poll_fills()
-
-    async def _poll_fills(self) -> None:
-        """New executions become engine fills exactly once; orders the exchange no longer lists
-        as open are closed here (filled, or cancelled like a market order's unfilled rest)."""
-        # open orders first: an order missing from that list has all its executions in the
-        # list fetched after it, so closing it below can never race a late fill
-        working = {str(o.get("clientOrderId")) for o in await self.adapter.fetch_open_orders(self.symbol)}
-        trades = await self.adapter.fetch_my_trades(self.symbol)
-        fills = []
-        for trade in sorted(trades, key=lambda t: (t["timestamp"], str(t["id"]))):
-            exec_id = str(trade["id"])
-            trade_id = trade.get("clientOrderId") or self._exchange_ids.get(str(trade["order"]))
-            order = self.venue.orders.get(trade_id or "")
-            if exec_id in self._seen_exec or order is None:
+    def _on_executions(self, executions: Iterable[Execution]) -> None:
+        """New executions become engine fills exactly once."""
+        fills, touched = [], []
+        for ex in executions:
+            if ex.exec_id in self._seen_exec:
                 continue
-            self._seen_exec.add(exec_id)
-            qty, price = to_decimal(str(trade["amount"])), to_decimal(str(trade["price"]))
-            fee = to_decimal(str((trade.get("fee") or {}).get("cost") or 0))
-            order.record_fill(qty, price, fee, int(trade["timestamp"]))
+            order = self._order_of(ex.order_link_id, ex.order_id)
+            if order is None:  # not ours, or its create acknowledgement is still on the way
+                if ex.order_id and len(self._orphans) < 10_000:
+                    self._orphans.setdefault(ex.order_id, []).append(ex)
+                continue
+            self._seen_exec.add(ex.exec_id)
+            self._record(order, ex)
+            touched.append(order)
             fills.append(
                 Fill(
-                    exec_id,
+                    ex.exec_id,
                     order.trade_id,
                     order.symbol,
-                    Side.BUY if trade["side"] == "buy" else Side.SELL,
-                    qty,
-                    price,
-                    fee,
-                    Liquidity.MAKER if trade.get("takerOrMaker") == "maker" else Liquidity.TAKER,
-                    int(trade["timestamp"]),
+                    ex.side,
+                    ex.qty,
+                    ex.price,
+                    ex.fee,
+                    Liquidity.MAKER if ex.is_maker else Liquidity.TAKER,
+                    ex.ts,
                 )
             )
         if fills:
             self.status.fills += len(fills)
             self.engine.on_fills(fills)
+            for order in touched:
+                self._settle_order(order)
+            if self.status.last_price == self.status.last_price:
+                self._mark(self.status.last_price)
+
+    def _record(self, order: Order, ex: Execution) -> None:
+        try:
+            order.record_fill(ex.qty, ex.price, ex.fee, ex.ts)
+        except IllegalTransition:  # the exchange's word wins: book it, say so
+            order.filled_qty += ex.qty
+            order.filled_value += ex.qty * ex.price
+            order.fees += ex.fee
+            self._error(f"execution {ex.exec_id} on {order.status} order {order.trade_id}")
+
+    def _settle_order(self, order: Order) -> None:
+        """Close `order` once its fills match what the exchange says is final."""
+        if order not in self.venue.open_orders[order.symbol]:
+            return
+        final = self._finals.get(order.trade_id)
+        if order.status is OrderStatus.FILLED:
+            self.venue.close(order, OrderStatus.FILLED, self.clock.now())
+        elif final is not None and order.filled_qty >= final.cum_qty:
+            reason = f"exchange: {final.reason}" if final.reason else "exchange"
+            status = final.status
+            if status is OrderStatus.FILLED:  # all executions in, yet short of the order's qty
+                status = OrderStatus.CANCELLED
+            if status is OrderStatus.REJECTED and order.filled_qty:
+                status = OrderStatus.CANCELLED
+            self.venue.close(order, status, self.clock.now(), reason)
+        else:
+            return
+        self._finals.pop(order.trade_id, None)
+
+    def _on_orders(self, updates: Iterable[OrderUpdate]) -> None:
+        for update in updates:
+            order = self._order_of(update.order_link_id, update.order_id)
+            if order is None:
+                continue
+            if update.order_id and update.order_id not in self._exchange_ids:
+                self._exchange_ids[update.order_id] = order.trade_id
+            status = FINAL_STATUS.get(update.status)
+            if status is None:
+                continue
+            self._finals[order.trade_id] = _Final(status, update.cum_exec_qty, update.reject_reason)
+            self._settle_order(order)
+
+    def _on_reconciled(self, event: ReconciledEvent) -> None:
+        """Orders the exchange no longer lists as open are done: every execution they had was
+        read after that list, so it is booked by now."""
+        self.status.reconciliations += 1
+        listed = {u.order_link_id for u in event.open_orders} | {u.order_id for u in event.open_orders}
         for order in list(self.venue.open_orders[self.symbol]):
-            if order.trade_id not in working and order.trade_id in self._exchange_ids.values():
-                done = OrderStatus.FILLED if order.filled_qty == order.qty else OrderStatus.CANCELLED
-                self.venue.close(order, done, self.clock.now())
-        if self.status.last_price == self.status.last_price:
-            self._mark(self.status.last_price)
+            acked = self._acked.get(order.trade_id)
+            if acked is None or acked >= event.started - LIST_LAG_S or order.trade_id in listed:
+                continue
+            if any(self._exchange_ids.get(i) == order.trade_id for i in listed):
+                continue
+            final = self._finals.pop(order.trade_id, None)
+            if final is not None and final.cum_qty > order.filled_qty:
+                self._error(
+                    f"order {order.trade_id}: exchange executed {final.cum_qty}, booked {order.filled_qty}"
+                )
+            done = OrderStatus.FILLED if order.filled_qty == order.qty else OrderStatus.CANCELLED
+            self.venue.close(order, done, self.clock.now())
+        if event.consistent:
+            ours = self.portfolio.position(self.symbol)
+            theirs = event.positions.get(self.symbol, ZERO)
+            if ours != theirs:
+                self._error(f"position after {event.reason} reconciliation: ledger {ours}, exchange {theirs}")
+
+    # ------------------------------------------------------------------ orders out
+    async def _send_loop(self) -> None:
+        outbox = self.venue.outbox
+        while True:
+            action, order = await outbox.get()
+            try:
+                await self._send(action, order)
+            except Exception as exc:
+                self._error(f"{action} {order.trade_id}: {type(exc).__name__}: {exc}")
+            finally:
+                outbox.task_done()
+
+    async def _send(self, action: str, order: Order) -> None:
+        """One request to the exchange; a refused create becomes a rejected order. A cancel is
+        confirmed by the order stream (or the next reconciliation), with its executed part."""
+        if action == "create":
+            done = self._created.setdefault(order.trade_id, asyncio.Event())
+            try:
+                placed = await self.adapter.create_order(order)
+            except Exception as exc:
+                self.venue.close(order, OrderStatus.REJECTED, self.clock.now(), f"exchange: {exc}")
+                return
+            finally:
+                done.set()
+            exchange_id = str(placed.get("id") or "")
+            self._acked[order.trade_id] = time.monotonic()
+            if exchange_id:
+                self._exchange_ids[exchange_id] = order.trade_id
+                orphans = self._orphans.pop(exchange_id, None)
+                if orphans:
+                    self._on_executions(orphans)
+        else:
+            created = self._created.get(order.trade_id)
+            if created is not None:  # another sender may still be placing it
+                await created.wait()
+            if not order.status.is_open:
+                return
+            with contextlib.suppress(OrderNotFound):  # already done: the streams will say how
+                await self.adapter.cancel_order(order.trade_id, order.symbol)
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_seconds)
+            self._handle(_TICK)
+
+    # ------------------------------------------------------------------ status
+    def _sync_status(self) -> None:
+        feed = self.feed
+        self.status.connected = feed.connected
+        self.status.reconnects = feed.reconnects
+        self.status.streams = feed.states
+        new = feed.error_count - self._feed_errors
+        if new > 0:  # the feed's own troubles: disconnects, failed reconciliations
+            for message in feed.errors[-new:]:
+                self._error(message)
+            self._feed_errors = feed.error_count
+
+    def _error(self, message: str) -> None:
+        self.status.errors = [*self.status.errors[-4:], message]
 
     def _observe_headers(self, meta: ResponseMeta) -> None:
         headers = {k.lower(): v for k, v in meta.headers.items()}

@@ -6,7 +6,9 @@ wallet). Ping/pong, acks and payloads follow Bybit's formats; the topic echoes w
 import asyncio
 import contextlib
 import json
+import threading
 import uuid
+import weakref
 from typing import Any
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
@@ -41,8 +43,12 @@ class Connection:
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.seq = 0
         self.book_update = 0
+        self.muted = False  # chaos hook: a half-open socket that says nothing, pongs included
+        self.closing: asyncio.Future[None] | None = None
 
     def push(self, message: dict[str, Any]) -> None:
+        if self.muted:
+            return
         self.loop.call_soon_threadsafe(self.queue.put_nowait, json.dumps(message))
 
     # ------------------------------------------------------------------ public topics
@@ -247,7 +253,8 @@ class Connection:
             while True:
                 raw = await self.ws.receive_text()
                 for message in self.handle(raw):
-                    self.queue.put_nowait(json.dumps(message))
+                    if not self.muted:
+                        self.queue.put_nowait(json.dumps(message))
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
@@ -261,12 +268,92 @@ class Connection:
             text = await self.queue.get()
             await self.ws.send_text(text)
 
+    def drop(self) -> None:
+        """Close the socket from the server's side (call on the server's loop)."""
+        self.muted = True
+        self.closing = asyncio.ensure_future(self.ws.close(code=1001))
+
+
+class StreamChaos:
+    """Test and chaos hook for one exchange's WebSocket streams, callable from any thread:
+    drop connections server-side, mute them (a silent, half-open socket) or refuse new ones.
+    It changes nothing about the protocol while no fault is injected."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._connections: set[Connection] = set()
+        self.refused: set[str] = set()  # "private" and/or "public": handshakes answered with 403
+
+    def _track(self, conn: Connection) -> None:
+        with self._lock:
+            self._connections.add(conn)
+
+    def _untrack(self, conn: Connection) -> None:
+        with self._lock:
+            self._connections.discard(conn)
+
+    def connections(self, private: bool | None = True) -> list[Connection]:
+        with self._lock:
+            return [c for c in self._connections if private is None or c.private == private]
+
+    def drop(self, private: bool | None = True) -> int:
+        """Close every open private (public, None: all) socket; returns how many."""
+        found = self.connections(private)
+        for conn in found:
+            conn.loop.call_soon_threadsafe(conn.drop)
+        return len(found)
+
+    def drop_private(self) -> int:
+        return self.drop(True)
+
+    def mute(self, private: bool | None = True) -> int:
+        """Open sockets stop sending anything (data, acks, pongs) but stay open."""
+        found = self.connections(private)
+        for conn in found:
+            conn.muted = True
+        return len(found)
+
+    def refuse(self, private: bool = True, on: bool = True) -> None:
+        """While on, new private (public) connections are refused at the handshake."""
+        kind = "private" if private else "public"
+        with self._lock:
+            if on:
+                self.refused.add(kind)
+            else:
+                self.refused.discard(kind)
+
+
+_CHAOS: "weakref.WeakKeyDictionary[SimExchange, StreamChaos]" = weakref.WeakKeyDictionary()
+_CHAOS_LOCK = threading.Lock()
+
+
+def stream_chaos(exchange: SimExchange) -> StreamChaos:
+    """The chaos hook of `exchange`'s streams (one per exchange)."""
+    with _CHAOS_LOCK:
+        hook = _CHAOS.get(exchange)
+        if hook is None:
+            hook = _CHAOS[exchange] = StreamChaos()
+        return hook
+
 
 def register_streams(app: FastAPI, exchange: SimExchange) -> None:
+    chaos = stream_chaos(exchange)
+
+    async def serve(ws: WebSocket, private: bool, channel: str) -> None:
+        if ("private" if private else "public") in chaos.refused:
+            await ws.close(code=1013)  # before accept: the handshake fails with HTTP 403
+            return
+        conn = Connection(ws, exchange, private, channel)
+        chaos._track(conn)
+        try:
+            await conn.serve()
+        finally:
+            chaos._untrack(conn)
+
     @app.websocket("/v5/private")
     async def private_stream(ws: WebSocket) -> None:
-        await Connection(ws, exchange, True, "private").serve()
+        await serve(ws, True, "private")
 
     @app.websocket("/v5/public/{channel}")
     async def public_stream(ws: WebSocket, channel: str) -> None:
-        await Connection(ws, exchange, False, channel).serve()
+        await serve(ws, False, channel)
