@@ -20,7 +20,7 @@ $(VENV)/.dev-stamp: requirements/dev.lock pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.run-stamp
 
 run: $(VENV)/.run-stamp
-	$(BIN)/methtrader backtest --out var/report
+	$(BIN)/methtrader run --bars 240 --speed 14400
 
 test: $(VENV)/.dev-stamp
 	$(BIN)/ruff check src tests benchmarks

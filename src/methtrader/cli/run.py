@@ -47,7 +47,7 @@ def view(status: LiveStatus, guard: RiskGuard, mode: str) -> Table:
     table.add_column(justify="right")
     worst = max(status.utilisation.values(), default=0.0)
     rows = [
-        ("connection", "up" if status.connected else "[red]DOWN[/]"),
+        ("connection", ("up" if status.connected else "[red]DOWN[/]") + f" ({status.reconnects} reconnects)"),
         ("bars", f"{status.bars:,}"),
         ("price", f"{status.last_price:,.2f}"),
         ("position", str(status.position)),
@@ -195,7 +195,7 @@ async def _trade(
     path = save_state(runner, guard, label)
     if live is None:
         console.print(view(status, guard, label))
-    console.print(f"state saved to {path}", highlight=False)
+    console.print(f"\nstate saved to {path}", highlight=False)
 
 
 def save_state(runner: LiveRunner, guard: RiskGuard, label: str, state_dir: Path = Path("var")) -> Path:
