@@ -107,9 +107,10 @@ def test_settings_validate_the_network():
 
 
 def test_a_burst_of_200_orders_gets_no_10006_and_takes_no_longer_than_the_limit(tmp_path):
-    """200 order requests fired at once through the governed adapter: the simulator (50 order
-    creations per second here, to keep the test short) never answers 10006, and the burst ends
-    close to the 3 seconds the limit allows for the last 150."""
+    """200 order requests fired at once through the governed adapter: the simulator, enforcing
+    Bybit's 10 order creations per second, never answers 10006, and the burst ends close to the
+    19 seconds the limit allows for the last 190 (each request is paced before it is signed, so
+    none arrives with a stale timestamp either)."""
     import time
 
     from methtrader.exchange.bybit.governor import RateGovernor
@@ -117,10 +118,8 @@ def test_a_burst_of_200_orders_gets_no_10006_and_takes_no_longer_than_the_limit(
     from methtrader.exchange.sim.limits_table import RateLimits
 
     series, instrument = resolve_bars("btcusdt-1h-2019-2020")
-    limits = RateLimits(per_uid={**RateLimits().per_uid, "/v5/order/create": 50})
-    exchange = SimExchange(
-        series, instrument, state_dir=tmp_path, speed=0, cash=Decimal(10_000_000), limits=limits
-    )
+    assert RateLimits().limit_for("/v5/order/create") == 10
+    exchange = SimExchange(series, instrument, state_dir=tmp_path, speed=0, cash=Decimal(10_000_000))
     monitor = RateLimitMonitor()
     with BackgroundServer(exchange) as server:
         key, secret, _ = exchange.add_key()
@@ -149,4 +148,4 @@ def test_a_burst_of_200_orders_gets_no_10006_and_takes_no_longer_than_the_limit(
         "methtrader_bybit_rate_limited_total", {"endpoint": "/v5/order/create"}
     )
     assert not rate_limited  # zero 10006 answers
-    assert 2.9 < elapsed < 3.0 * 1.35 + 1.0, elapsed  # 200 at 50/s: the last 150 need 3 s
+    assert 19.0 < elapsed < 19.0 * 1.08 + 0.5, elapsed  # 200 at 10/s: the last 190 need 19 s

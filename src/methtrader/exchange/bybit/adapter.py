@@ -15,7 +15,14 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 import ccxt.async_support as ccxt_async
-from ccxt.base.errors import ExchangeNotAvailable, InvalidOrder, NetworkError, OrderNotFound, RequestTimeout
+from ccxt.base.errors import (
+    ExchangeNotAvailable,
+    InvalidOrder,
+    NetworkError,
+    OrderNotFound,
+    RateLimitExceeded,
+    RequestTimeout,
+)
 
 from methtrader.model import Order, OrderType
 
@@ -67,18 +74,26 @@ class CapturingBybit(ccxt_async.bybit):
             code, reason, url, method, response_headers, response_body, request_headers, request_body
         )
 
-    async def fetch(self, url, method="GET", headers=None, body=None):  # type: ignore[no-untyped-def]
-        self._started.set(time.perf_counter())
-        if self.governor is None or "/v5/market/" in url:
-            return await super().fetch(url, method, headers, body)
+    async def fetch2(self, path, api=None, method="GET", params=None, config=None):  # type: ignore[no-untyped-def]
+        """Pace before ccxt signs the request: a request that waited for budget after signing
+        would reach Bybit with a stale timestamp (10002)."""
+        api = ["public"] if api is None else api
+        params = {} if params is None else params
+        config = {} if config is None else config
+        if self.governor is None or "market/" in path:
+            return await super().fetch2(path, api, method, params, config)
         _LAST.set(None)
-        async with self.governor.slot(_path(url)) as ticket:
+        async with self.governor.slot("/" + path.lstrip("/")) as ticket:
             try:
-                return await super().fetch(url, method, headers, body)
+                return await super().fetch2(path, api, method, params, config)
             finally:
                 meta = _LAST.get()
                 if meta is not None:
                     ticket.observe(meta.headers, self._ret_code.get(), meta.status)
+
+    async def fetch(self, url, method="GET", headers=None, body=None):  # type: ignore[no-untyped-def]
+        self._started.set(time.perf_counter())
+        return await super().fetch(url, method, headers, body)
 
     _started: ContextVar[float] = ContextVar("methtrader_bybit_started")
     _ret_code: ContextVar[int | None] = ContextVar("methtrader_bybit_ret_code", default=None)
@@ -198,6 +213,8 @@ class BybitAdapter:
                         symbol, kind, str(order.side).lower(), float(order.qty), price, params
                     )
                 )
+            except RateLimitExceeded as exc:
+                last_error = exc  # refused, not placed: the governor now holds us until the reset
             except (RequestTimeout, ExchangeNotAvailable, NetworkError) as exc:
                 last_error = exc  # the request may or may not have arrived: same id again
                 await asyncio.sleep(min(0.2 * 2**attempt, 2.0))
