@@ -152,6 +152,12 @@ def make_client(
         }
     )
     client.governor = governor
+    return point_at(client, settings)
+
+
+def point_at(client: Any, settings: VenueSettings) -> Any:
+    """Aim a ccxt or ccxt.pro Bybit client at the settings' network: testnet, demo trading, or
+    the local simulator (REST and WebSocket URLs); mainnet needs nothing."""
     if settings.network == "testnet":
         client.set_sandbox_mode(True)
     elif settings.network == "demo":

@@ -32,7 +32,7 @@ from typing import Any
 import ccxt.pro as ccxt_pro
 from ccxt.base.errors import NetworkError, RequestTimeout
 
-from methtrader.exchange.bybit.adapter import BybitAdapter, VenueSettings
+from methtrader.exchange.bybit.adapter import BybitAdapter, VenueSettings, point_at
 from methtrader.model import Bar, Side
 
 ZERO = Decimal(0)
@@ -247,19 +247,7 @@ def make_pro_client(
             },
         }
     )
-    if settings.network == "testnet":
-        client.set_sandbox_mode(True)
-    elif settings.network == "demo":
-        client.enable_demo_trading(True)
-    elif settings.network == "sim":
-        for key in ("public", "private", "spot", "futures", "v2"):
-            client.urls["api"][key] = settings.sim_url
-        host = settings.sim_url.split("://", 1)[-1]  # type: ignore[union-attr]
-        client.urls["api"]["ws"] = {
-            "public": {"linear": f"ws://{host}/v5/public/linear"},
-            "private": {"contract": f"ws://{host}/v5/private", "spot": f"ws://{host}/v5/private"},
-        }
-    return client
+    return point_at(client, settings)
 
 
 # ----------------------------------------------------------------------------- the feed
