@@ -11,7 +11,6 @@ import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 import ccxt.async_support as ccxt_async
@@ -274,7 +273,3 @@ class BybitAdapter:
         if symbol.endswith("USDT"):
             return f"{symbol[:-4]}/USDT:USDT"
         return symbol
-
-
-def decimal_or_none(value: object) -> Decimal | None:
-    return None if value is None else Decimal(str(value))
