@@ -34,7 +34,7 @@ def best_ms(call: Callable[[], object], repeat: int, number: int) -> float:
     return best * 1e3
 
 
-def guard_overhead(bars: int, seed: int, runs: int = 3) -> dict[str, object]:
+def guard_overhead(bars: int, seed: int, runs: int = 5) -> dict[str, object]:
     """sma_cross 10/30 backtest on seeded 1-minute bars without and with the default guard
     (VaR 99 %/1 day limit 5 %, evaluated on every bar), best of `runs` each, interleaved."""
     from decimal import Decimal

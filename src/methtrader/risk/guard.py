@@ -72,10 +72,14 @@ class RiskGuard:
         metrics: "RiskMetrics | None" = None,
     ) -> None:
         self.config = config or GuardConfig()
+        self._z, self._es_factor = self.config.model.z, self.config.model.es_factor
         self.control = control
         self.metrics = metrics
         self.state = TradingStateMachine()
-        self.drawdown = DrawdownTracker()
+        self._tracker = DrawdownTracker()
+        # Backtests without drawdown rules or metrics need drawdown only when someone reads it;
+        # until then the evaluated stretches wait in a _Deferred and are settled in one pass.
+        self._deferred: _Deferred | None = None
         self.rate = OrderRateLimit(self.config.limits.max_orders_per_minute)
         self.events: list[GuardEvent] = []
         self.denied: list[DeniedOrder] = []
@@ -128,6 +132,7 @@ class RiskGuard:
                 sb = self.symbols[b]
                 start = max(first[sa], first[sb]) + model.min_bars
                 self.cov[a, b] = ewma_path(returns[sa] * returns[sb], model.lam, start)
+        self._variance = {s: self.cov[k, k] for s, k in self.index.items()}
         # |price| × σ per bar: bounds a single position's VaR over a stretch with one max()
         self._vol_price = {
             s: np.nan_to_num(np.abs(self.close[s]) * np.sqrt(self.cov[k, k]), nan=0.0)
@@ -141,6 +146,12 @@ class RiskGuard:
             )
             for s in self.symbols
         }
+        # the same bounds over the whole timeline: one comparison clears most stretches
+        self._global = {
+            s: (min(low.blocks), max(high.blocks), max(vol.blocks))
+            for s, (low, high, vol) in self._coarse.items()
+        }
+        self._deferred = _Deferred() if not self._dd_rules and self.metrics is None else None
 
     def start_live(self, symbols: list[str], bar_ms: int) -> None:
         """Paper and live trading: no history ahead; `observe` appends each bar as it closes."""
@@ -151,6 +162,7 @@ class RiskGuard:
         self.timeline = _Series()
         self.close = {s: _Series() for s in self.symbols}
         self.cov = {(a, b): _Series() for a in range(len(self.symbols)) for b in range(a, len(self.symbols))}
+        self._variance = {s: self.cov[k, k] for s, k in self.index.items()}
         self._products: dict[tuple[int, int], list[float]] = {pair: [] for pair in self.cov}
         self._first: dict[str, int | None] = {s: None for s in self.symbols}
         self._live = True
@@ -186,6 +198,15 @@ class RiskGuard:
             else:
                 path.append(ewma_step(path[-1], product, model.lam))
         return step
+
+    @property
+    def drawdown(self) -> DrawdownTracker:
+        """Peak, drawdown and daily loss up to the last bar evaluated."""
+        if self._deferred is not None and self._deferred.starts:
+            pending, self._deferred = self._deferred, _Deferred()
+            steps, eq = pending.equity(self.close)
+            self._tracker.absorb(self.timeline[steps], eq)
+        return self._tracker
 
     # ------------------------------------------------------------------ RiskHook
     def check(self, order: Order) -> str | None:
@@ -240,18 +261,26 @@ class RiskGuard:
             close = self.close[symbol].item(i)
             eq = wallet + (qty * close - cost)
             weight = qty * close
-            variance = weight * weight * self.cov[self.index[symbol], self.index[symbol]].item(i)
+            variance = weight * weight * self._variance[symbol].item(i)
             sigma = (math.sqrt(variance) if variance > 0 else 0.0 if variance <= 0 else math.nan) * self.scale
-            var, es = self.config.model.z * sigma, self.config.model.es_factor * sigma
+            var, es = self._z * sigma, self._es_factor * sigma
         else:
             symbols = [s for s, _, _ in held]
             qty_list = [q for _, q, _ in held]
             closes = [self.close[s].item(i) for s in symbols]
             eq = float(equity(wallet, qty_list, [c for _, _, c in held], closes))
             var, es = self._var_es(symbols, qty_list, closes, i)
-        self.last_var, self.last_es, self.last_equity = float(var), float(es), eq
-        self.drawdown.update(ts, eq)
-        self._apply_rules(ts, eq, float(var), bool(held))
+            var, es = float(var), float(es)
+        self.last_var, self.last_es, self.last_equity = var, es, eq
+        if self._deferred is not None:
+            self._deferred.point(i, wallet, eq)
+        else:
+            self._tracker.update(ts, eq)
+        limit = self.config.var_limit
+        if self._dd_rules or (
+            held and limit is not None and not self._flattening and (eq <= 0 or var > limit * eq)
+        ):
+            self._apply_rules(ts, eq, var, bool(held))
         if self._flattening:
             self._keep_flattening(ts)
         if self.metrics is not None:
@@ -303,6 +332,10 @@ class RiskGuard:
         """Account for steps [a, b) the runner skipped (the scan found nothing there)."""
         self._absorbed_until = b
         wallet, held = self._require_engine().portfolio.snapshot()
+        if self._deferred is not None:
+            self._scanned = None
+            self._deferred.stretch(a, b, wallet, held)
+            return
         if b > a and self._quick_absorb(a, b, wallet, held):
             return
         cached = self._scanned
@@ -311,7 +344,7 @@ class RiskGuard:
         else:
             eq, _ = self._segment(a, b, wallet, held)
         self._scanned = None
-        self.drawdown.absorb(self.timeline[a:b], eq)
+        self._tracker.absorb(self.timeline[a:b], eq)
 
     def _bounds(self, a: int, b: int, wallet: float, held: list) -> tuple[float, float]:
         """Best and worst equity over [a, b) for one position: equity is monotone in the price,
@@ -345,6 +378,14 @@ class RiskGuard:
         var_bound = self.config.model.z * self.scale * abs(qty) * vol.bound(a, b)
         return wallet + (qty * best - cost), wallet + (qty * worst - cost), var_bound
 
+    def _global_bounds(self, wallet: float, position: tuple[str, float, float]) -> tuple[float, float, float]:
+        """`_coarse_bounds` over the whole timeline (no lookup depends on the stretch)."""
+        symbol, qty, cost = position
+        low, high, vol_max = self._global[symbol]
+        best, worst = (high, low) if qty > 0 else (low, high)
+        var_bound = self.config.model.z * self.scale * abs(qty) * vol_max
+        return wallet + (qty * best - cost), wallet + (qty * worst - cost), var_bound
+
     def _clear(self, best: float, worst: float, var_bound: float | None) -> bool:
         if not worst > 0:
             return False
@@ -353,14 +394,18 @@ class RiskGuard:
         if var_rule and not var_bound * (1 + 1e-9) < limit * worst:  # type: ignore[operator]
             return False
         levels = self._levels()
-        peak = self.drawdown.peak
-        return not levels or (best <= peak and 1.0 - worst / peak < min(levels))
+        if not levels:
+            return True
+        peak = self._tracker.peak
+        return best <= peak and 1.0 - worst / peak < min(levels)
 
     def _quick_clear(self, a: int, b: int, wallet: float, held: list) -> bool:
         """True when bounds alone prove no rule fires in [a, b) (one position, no daily-loss
         rule): block extremes first, exact extremes next; the per-bar scan decides otherwise."""
         if len(held) != 1 or self.config.daily_loss_halt is not None or self._live:
             return False
+        if not self._dd_rules and self._clear(*self._global_bounds(wallet, held[0])):
+            return True
         if self._clear(*self._coarse_bounds(a, b, wallet, held)):
             return True
         best, worst = self._bounds(a, b, wallet, held)
@@ -373,7 +418,7 @@ class RiskGuard:
         if len(held) != 1 or self._live:
             return False
         symbol, qty, cost = held[0]
-        tracker = self.drawdown
+        tracker = self._tracker
         coarse_best, coarse_worst, _ = self._coarse_bounds(a, b, wallet, held)
         if not coarse_best <= tracker.peak and not self._bounds(a, b, wallet, held)[0] <= tracker.peak:
             return False
@@ -584,6 +629,70 @@ class RiskGuard:
         except Exception:  # history is best effort; the latest command still applies
             newer = []
         return newer or [latest]
+
+
+class _Deferred:
+    """Evaluated bars whose drawdown bookkeeping waits: parallel lists of plain numbers and
+    strings (nothing the garbage collector tracks), turned into an equity path in one pass."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.stops: list[int] = []
+        self.wallets: list[float] = []
+        self.symbols: list[str | None] = []  # one position's symbol; "" flat; None: equity known
+        self.qtys: list[float] = []
+        self.costs: list[float] = []
+        self.known: list[float] = []
+        self.several: dict[int, list] = {}  # stretches holding several positions
+
+    def point(self, step: int, wallet: float, eq: float) -> None:
+        self._add(step, step + 1, wallet, None, 0.0, 0.0, eq)
+
+    def stretch(self, a: int, b: int, wallet: float, held: list) -> None:
+        if len(held) == 1:
+            symbol, qty, cost = held[0]
+            self._add(a, b, wallet, symbol, qty, cost, math.nan)
+        else:
+            if held:
+                self.several[len(self.starts)] = held
+            self._add(a, b, wallet, "", 0.0, 0.0, math.nan)
+
+    def _add(
+        self, a: int, b: int, wallet: float, symbol: str | None, qty: float, cost: float, eq: float
+    ) -> None:
+        self.starts.append(a)
+        self.stops.append(b)
+        self.wallets.append(wallet)
+        self.symbols.append(symbol)
+        self.qtys.append(qty)
+        self.costs.append(cost)
+        self.known.append(eq)
+
+    def equity(self, close: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Steps and their equity, with the same formula and operation order as bar by bar."""
+        start = np.array(self.starts, dtype=np.int64)
+        lengths = np.array(self.stops, dtype=np.int64) - start
+        offsets = np.cumsum(lengths) - lengths
+        steps = np.arange(int(lengths.sum())) - np.repeat(offsets - start, lengths)
+        wallet = np.repeat(np.array(self.wallets, dtype=float), lengths)
+        eq = wallet.copy()  # flat stretches: equity is the wallet
+        symbols = np.array(self.symbols, dtype=object)
+        points = np.equal(symbols, None)
+        eq[offsets[points]] = np.array(self.known)[points]
+        qty = np.repeat(np.array(self.qtys), lengths)
+        cost = np.repeat(np.array(self.costs), lengths)
+        for symbol in set(self.symbols) - {None, ""}:
+            rows = np.repeat(symbols == symbol, lengths)
+            eq[rows] = wallet[rows] + (qty[rows] * close[symbol][steps[rows]] - cost[rows])
+        for k, held in self.several.items():
+            a, b = self.starts[k], self.stops[k]
+            eq[offsets[k] : offsets[k] + b - a] = equity(
+                self.wallets[k],
+                [q for _, q, _ in held],
+                [c for _, _, c in held],
+                [close[s][a:b] for s, _, _ in held],
+            )
+        return steps, eq
 
 
 class _Series(list):
