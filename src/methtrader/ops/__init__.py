@@ -1,0 +1,1 @@
+"""Operations: metrics, structured logs and alerts that every methtrader process exports."""
