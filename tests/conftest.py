@@ -31,3 +31,80 @@ def redis_url(redis_server: RedisServer) -> str:
     finally:
         client.close()
     return redis_server.url
+
+
+# ---------------------------------------------------------------------------------------------------
+# Secrets never reach a log line: every record of the session, rendered by ops.logs' JSON formatter,
+# and every subprocess output a test hands to `log_sink`, is grepped for the test secrets at the end.
+SESSION_LOG_LEVEL = 10  # logging.DEBUG: record everything any test produces
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_log_record(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A root handler for the whole session writing every record to a file under the pytest tmp dir."""
+    import logging
+
+    from support.secrets import start_recording
+
+    handler = start_recording(tmp_path_factory.getbasetemp() / "session-logs")
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(SESSION_LOG_LEVEL)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+
+
+@pytest.fixture(autouse=True)
+def _restore_session_logging(session_log_record: object) -> Iterator[None]:
+    """After each test: drop a handler configure_logging installed and put the session recording back."""
+    yield
+    import logging
+
+    from methtrader.ops.logs import reset_logging
+
+    reset_logging()
+    root = logging.getLogger()
+    if session_log_record not in root.handlers:
+        root.addHandler(session_log_record)  # type: ignore[arg-type]
+    root.setLevel(SESSION_LOG_LEVEL)
+
+
+@pytest.fixture
+def log_sink() -> object:
+    """``log_sink(text)``: add captured subprocess output to the lines grepped for the test secrets."""
+    from support.secrets import log_sink as sink
+
+    return sink
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when any recorded log line or sunk output contains a test secret."""
+    import sys
+
+    from support.secrets import SECRETS, find_leaks, recorded, stop_recording
+
+    sources = recorded()
+    stop_recording()
+    if not sources:
+        return
+    leaks = find_leaks(sources)
+    lines = sum(1 for _, text in sources for line in text if not line.startswith("# test: "))
+    summary = f"{lines} log lines grepped for {len(SECRETS)} test secrets"
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        for text in [summary, *map(str, leaks)]:
+            print(text, file=sys.stderr)
+    elif not leaks:
+        reporter.write_line("")
+        reporter.write_sep("-", f"{summary}: none found")
+    else:
+        reporter.write_line("")
+        reporter.write_sep("=", f"SECRET LEAK: {len(leaks)} of {summary}", red=True, bold=True)
+        for leak in leaks[:20]:
+            reporter.write_line(str(leak))
+    if leaks:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
