@@ -12,7 +12,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from support.redis_server import _die_with_parent, free_port
+from support.slack import SlackReceiver
+
+__all__ = ["FakeBybitServer", "FakeClock", "KeepAliveClient", "RollingWindowExchange", "SlackReceiver"]
 
 
 class RollingWindowExchange:
@@ -247,47 +249,6 @@ class KeepAliveClient:
             json.loads(payload) if headers.get("content-type", "").startswith("application/json") else None
         )
         return status, headers, parsed
-
-
-class SlackReceiver:
-    """A tiny HTTP server recording POST bodies; ``status`` and ``delay_s`` simulate a sick Slack."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        self.status = 200
-        self.delay_s = 0.0
-        self.received = threading.Event()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = json.loads(self.rfile.read(length) or b"{}")
-                if receiver.delay_s:
-                    time.sleep(receiver.delay_s)
-                receiver.bodies.append(body)
-                receiver.received.set()
-                try:
-                    self.send_response(receiver.status)
-                    self.end_headers()
-                    self.wfile.write(b"ok")
-                except OSError:
-                    pass
-
-            def log_message(self, format: str, *args: object) -> None:
-                return None
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/services/T000/B000/secret-token"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="slack-receiver", daemon=True
-        )
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 class FakeClock:

@@ -7,10 +7,13 @@ import logging
 import time
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from methtrader.exchange.bybit.limits import LimitStatus
 from methtrader.exchange.bybit.monitor import RateLimitMonitor
+from methtrader.ops.alerts import SlackNotifier
 from support.redis_server import free_port
+from support.secrets import WEBHOOK_TOKEN, webhook_url
 
 from .fakes import SlackReceiver
 
@@ -85,8 +88,8 @@ def test_70_percent_alert_is_posted_once_per_cooldown(slack: SlackReceiver) -> N
         assert len(texts) == 2
         assert "/v5/order/cancel" in texts[0] and "80%" in texts[0]
         assert CREATE in texts[1] and "70%" in texts[1] and "3/10" in texts[1]
-        assert value(monitor, "methtrader_bybit_alerts_suppressed_total") == 1
-        assert value(monitor, "methtrader_bybit_alerts_sent_total") == 2
+        assert value(monitor, "methtrader_alerts_suppressed_total", kind="rate_limit") == 1
+        assert value(monitor, "methtrader_alerts_sent_total", kind="rate_limit") == 2
 
         ticks.now += 301
         monitor.observe(CREATE, LimitStatus(10, 2, None))
@@ -103,7 +106,7 @@ def test_sick_slack_never_blocks_observe_and_is_counted(
     caplog.set_level(logging.DEBUG)
     url = slack.url
     if failure == "refused":
-        url = f"http://127.0.0.1:{free_port()}/services/T000/B000/secret-token"
+        url = webhook_url(free_port())
     elif failure == "http_500":
         slack.status = 500
     else:
@@ -117,13 +120,13 @@ def test_sick_slack_never_blocks_observe_and_is_counted(
             durations.append(time.perf_counter() - start)
         assert max(durations) < 0.005, durations
         reason = {"refused": "connect", "http_500": "http_5xx", "slow": "timeout"}[failure]
-        failures = "methtrader_bybit_alert_failures_total"
+        failures = "methtrader_alert_failures_total"
         assert wait_for(lambda: (value(monitor, failures, reason=reason) or 0) >= 1, 5.0)
-        assert value(monitor, "methtrader_bybit_alerts_sent_total") == 0
+        assert value(monitor, "methtrader_alerts_sent_total", kind="rate_limit") == 0
         assert value(monitor, "methtrader_bybit_rate_limit_utilisation", endpoint=CREATE) == 1.0
     finally:
         monitor.close(0.1)
-    assert "secret-token" not in caplog.text
+    assert WEBHOOK_TOKEN not in caplog.text
     assert "Slack alert delivery failed" in caplog.text
 
 
@@ -135,7 +138,7 @@ def test_full_alert_queue_drops_and_counts_without_blocking(slack: SlackReceiver
         for i in range(20):
             monitor.notify(f"k{i}", "budget low")
         assert time.perf_counter() - start < 0.05
-        assert (value(monitor, "methtrader_bybit_alert_failures_total", reason="queue_full") or 0) >= 15
+        assert (value(monitor, "methtrader_alert_failures_total", reason="queue_full") or 0) >= 15
     finally:
         monitor.close(0.1)
 
@@ -159,5 +162,24 @@ def test_webhook_url_is_redacted_from_http_client_logs(
         assert slack.bodies and "budget low" in slack.bodies[0]["text"]
     finally:
         monitor.close()
-    assert "secret-token" not in caplog.text
-    assert "secret-token" not in repr(monitor)
+    assert 'HTTP Request: POST <redacted> "HTTP/1.0 200 OK"' in caplog.text  # httpx's line, URL masked
+    assert WEBHOOK_TOKEN not in caplog.text
+    assert WEBHOOK_TOKEN not in repr(monitor)
+
+
+def test_a_shared_notifier_carries_the_alerts_and_outlives_the_monitor(slack: SlackReceiver) -> None:
+    registry = CollectorRegistry()
+    notifier = SlackNotifier(slack.url, registry=registry)
+    monitor = RateLimitMonitor(registry=registry, notifier=notifier)
+    try:
+        monitor.observe(CREATE, LimitStatus(10, 1, None))
+        monitor.close()  # the process's notifier stays open for incidents and liquidations
+        assert notifier.incident("stream gap")
+        assert notifier.flush(5.0)
+        heads = sorted(text.split(" [")[0] for text in slack.texts)
+        assert heads == [":rotating_light: INCIDENT", ":warning: RATE LIMIT"]
+        assert registry.get_sample_value("methtrader_alerts_sent_total", {"kind": "rate_limit"}) == 1
+    finally:
+        notifier.close()
+    with pytest.raises(ValueError, match="either"):
+        RateLimitMonitor(slack.url, notifier=notifier)

@@ -1,11 +1,8 @@
 """Prometheus metrics of Bybit's rate-limit headers and a Slack alert when an endpoint's budget runs low.
-Alerts go through a bounded queue and a background thread, so Slack can never block or fail trading."""
+Alerts go through ops.alerts.SlackNotifier (bounded queue, background thread): Slack never blocks trading."""
 
 from __future__ import annotations
 
-import logging
-import queue
-import threading
 import time
 from collections.abc import Callable
 
@@ -18,34 +15,19 @@ from methtrader.exchange.bybit.limits import (
     LimitStatus,
     normalise_endpoint,
 )
-
-log = logging.getLogger(__name__)
+from methtrader.ops.alerts import AlertKind, SlackNotifier
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 WAIT_BUCKETS = (0.0, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
-_STOP = object()
-_HTTP_LOGGERS = ("httpx", "httpcore")
-
-
-class _RedactSecret(logging.Filter):
-    """Rewrites log records of the HTTP client that would show the webhook URL (a credential).
-    Installed on the httpx/httpcore loggers while a monitor with a webhook exists."""
-
-    def __init__(self, secret: str) -> None:
-        super().__init__()
-        self._secret = secret
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and any(self._secret in str(a) for a in record.args):
-            record.args = tuple("<redacted>" if self._secret in str(a) else a for a in record.args)
-        if isinstance(record.msg, str) and self._secret in record.msg:
-            record.msg = record.msg.replace(self._secret, "<redacted>")
-        return True
 
 
 class RateLimitMonitor:
     """Per-endpoint gauges (limit, remaining, utilisation), 10006/403 counters and latency histograms.
-    ``notify`` and the 70 % utilisation alert post to a Slack webhook, deduplicated with a cooldown."""
+    ``notify`` and the 70 % utilisation alert post rate-limit alerts to Slack, deduplicated with a cooldown.
+
+    Pass ``notifier`` to share the process's SlackNotifier (its counters live in its own registry);
+    otherwise the monitor makes one from ``webhook_url`` in ``registry`` and closes it on ``close``.
+    """
 
     def __init__(
         self,
@@ -59,24 +41,23 @@ class RateLimitMonitor:
         clock: Callable[[], float] = time.monotonic,
         transport: httpx.BaseTransport | None = None,
         source: str = "methtrader",
+        notifier: SlackNotifier | None = None,
     ) -> None:
+        if notifier is not None and webhook_url:
+            raise ValueError("pass either webhook_url or notifier, not both")
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
-        self._webhook_url = webhook_url or None
         self.threshold = threshold
-        self.cooldown_s = cooldown_s
-        self.timeout_s = timeout_s
-        self._clock = clock
-        self._transport = transport
-        self._source = source
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
-        self._last_alert: dict[str, float] = {}
-        self._dedup_lock = threading.Lock()
-        self._worker: threading.Thread | None = None
-        self._worker_lock = threading.Lock()
-        self._idle = threading.Event()
-        self._idle.set()
-        self._pending = 0
-        self._closed = False
+        self._owns_notifier = notifier is None
+        self.notifier = notifier or SlackNotifier(
+            webhook_url,
+            registry=self.registry,
+            cooldown_s=cooldown_s,
+            timeout_s=timeout_s,
+            queue_size=queue_size,
+            clock=clock,
+            transport=transport,
+            source=source,
+        )
 
         r = self.registry
         label = ["endpoint"]
@@ -115,25 +96,9 @@ class RateLimitMonitor:
             buckets=WAIT_BUCKETS,
             registry=r,
         )
-        self.alerts_sent = Counter("methtrader_bybit_alerts_sent", "Alerts delivered to Slack", registry=r)
-        self.alerts_suppressed = Counter(
-            "methtrader_bybit_alerts_suppressed", "Alerts dropped by the per-key cooldown", registry=r
-        )
-        self.alert_failures = Counter(
-            "methtrader_bybit_alert_failures",
-            "Alerts that could not be delivered (queue_full, timeout, connect, http_4xx/5xx, error)",
-            ["reason"],
-            registry=r,
-        )
-        self._redactor: _RedactSecret | None = None
-        if self._webhook_url is not None:
-            self._redactor = _RedactSecret(self._webhook_url)
-            for name in _HTTP_LOGGERS:
-                logging.getLogger(name).addFilter(self._redactor)
-            self._ensure_worker()
 
     def __repr__(self) -> str:
-        return f"RateLimitMonitor(webhook={'configured' if self._webhook_url else 'none'})"
+        return f"RateLimitMonitor(webhook={'configured' if self.notifier.configured else 'none'})"
 
     # ----------------------------------------------------------------- metrics
     def observe(
@@ -165,7 +130,7 @@ class RateLimitMonitor:
         if utilisation >= self.threshold:
             self.notify(
                 f"utilisation:{label}",
-                f":warning: Bybit rate limit {label}: {utilisation:.0%} used "
+                f"Bybit rate limit {label}: {utilisation:.0%} used "
                 f"({status.remaining}/{status.limit} left in the window).",
             )
 
@@ -175,91 +140,15 @@ class RateLimitMonitor:
 
     # ----------------------------------------------------------------- alerts
     def notify(self, key: str, text: str) -> bool:
-        """Queue ``text`` for Slack unless ``key`` alerted within the cooldown; never blocks.
+        """Queue a rate-limit alert for Slack unless ``key`` alerted within the cooldown; never blocks.
         Returns True when queued; without a webhook URL the alert is only logged."""
-        now = self._clock()
-        with self._dedup_lock:
-            last = self._last_alert.get(key)
-            if last is not None and now - last < self.cooldown_s:
-                self.alerts_suppressed.inc()
-                return False
-            self._last_alert[key] = now
-        log.warning("rate-limit alert: %s", text)
-        if self._webhook_url is None or self._closed:
-            return False
-        self._ensure_worker()
-        try:
-            with self._worker_lock:
-                self._queue.put_nowait({"text": f"[{self._source}] {text}"})
-                self._pending += 1
-                self._idle.clear()
-        except queue.Full:
-            self.alert_failures.labels("queue_full").inc()
-            log.warning("rate-limit alert dropped: delivery queue full")
-            return False
-        return True
-
-    def _ensure_worker(self) -> None:
-        with self._worker_lock:
-            if self._worker is None or not self._worker.is_alive():
-                self._worker = threading.Thread(
-                    target=self._deliver_loop, name="bybit-slack-alerts", daemon=True
-                )
-                self._worker.start()
-
-    def _deliver_loop(self) -> None:
-        try:
-            with httpx.Client(timeout=self.timeout_s, transport=self._transport) as client:
-                while True:
-                    payload = self._queue.get()
-                    if payload is _STOP:
-                        return
-                    try:
-                        self._deliver(client, payload)
-                    finally:
-                        with self._worker_lock:
-                            self._pending -= 1
-                            if self._pending == 0:
-                                self._idle.set()
-        finally:
-            self._remove_redactor()  # only once nothing can log the URL any more
-
-    def _remove_redactor(self) -> None:
-        if self._redactor is not None:
-            for name in _HTTP_LOGGERS:
-                logging.getLogger(name).removeFilter(self._redactor)
-
-    def _deliver(self, client: httpx.Client, payload: object) -> None:
-        assert self._webhook_url is not None
-        try:
-            response = client.post(self._webhook_url, json=payload)
-        except httpx.TimeoutException:
-            reason = "timeout"
-        except httpx.TransportError:
-            reason = "connect"
-        except Exception:
-            reason = "error"
-        else:
-            if response.is_success:
-                self.alerts_sent.inc()
-                return
-            reason = f"http_{response.status_code // 100}xx"
-        log.warning("Slack alert delivery failed (%s)", reason)
-        self.alert_failures.labels(reason).inc()
+        return self.notifier.notify(key, text, AlertKind.RATE_LIMIT)
 
     def flush(self, timeout_s: float = 5.0) -> bool:
         """Wait until every queued alert was delivered or failed (for tests and shutdown)."""
-        return self._idle.wait(timeout_s)
+        return self.notifier.flush(timeout_s)
 
     def close(self, timeout_s: float = 2.0) -> None:
-        """Stop the delivery thread after the queued alerts, waiting at most ``timeout_s``."""
-        self._closed = True
-        worker = self._worker
-        if worker is None or not worker.is_alive():
-            self._remove_redactor()
-            return
-        try:
-            self._queue.put(_STOP, timeout=timeout_s)
-        except queue.Full:
-            return
-        worker.join(timeout_s)
+        """Stop the alert delivery thread after the queued alerts (a shared notifier stays open)."""
+        if self._owns_notifier:
+            self.notifier.close(timeout_s)
