@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from methtrader.cli import control, risk, sim
+from methtrader.cli import control, logs, risk, sim
 from methtrader.cli import run as run_command
 from methtrader.cli.backtest import BacktestOptions, run_backtest_command
 from methtrader.cli.errors import UserError, fail
@@ -22,14 +22,19 @@ app = typer.Typer(
 
 
 app.add_typer(risk.app, name="risk")
+app.add_typer(logs.app, name="logs")
 control.register(app)
 run_command.register(app)
 sim.register(app)
 
 
 @app.callback()
-def main() -> None:
+def main(ctx: typer.Context) -> None:
     """methtrader — see `methtrader COMMAND --help`."""
+    if ctx.invoked_subcommand != "run":  # `run` sets up its own logging; the rest keep stdout for output
+        from methtrader.ops.logs import configure_logging
+
+        configure_logging(ctx.invoked_subcommand or "cli", level="WARNING")
 
 
 @app.command()
