@@ -1,6 +1,7 @@
 """`methtrader run`: the main job. Paper mode (the default) starts the Bybit-compatible simulator
 in-process, replaying shipped hourly BTCUSDT bars at an accelerated speed, and trades it through
-the real ccxt adapter over loopback, with a live terminal view and Prometheus `/metrics`."""
+the real ccxt adapter over loopback, with a live terminal view, Prometheus `/metrics`, `/healthz`
+and `/readyz`, and the emergency brake of the account (Redis or `var/`) obeyed between bars."""
 
 import asyncio
 import json
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -24,10 +25,14 @@ from methtrader.engine.live import LiveRunner, LiveStatus
 from methtrader.exchange.bybit.adapter import BybitAdapter, VenueSettings, make_client
 from methtrader.exchange.bybit.governor import RateGovernor
 from methtrader.exchange.bybit.monitor import RateLimitMonitor
+from methtrader.exchange.sim.runner import AppServer
 from methtrader.model import Instrument
+from methtrader.ops.health import Readiness
+from methtrader.ops.metrics import Metrics
+from methtrader.risk.control import ControlError, control_from_settings
 from methtrader.risk.guard import GuardConfig, RiskGuard
-from methtrader.risk.metrics import RiskMetrics
 from methtrader.strategies import Strategy, StrategyError, build_strategy
+from methtrader.web.ops import create_ops_app
 
 
 def secret(name: str) -> str:
@@ -86,7 +91,15 @@ def register(app: typer.Typer) -> None:
         cash: Annotated[str, typer.Option(help="Paper: starting USDT.")] = "10000",
         network: Annotated[str, typer.Option(help="Live: testnet, demo or mainnet.")] = "testnet",
         mainnet: Annotated[bool, typer.Option("--i-mean-mainnet", help="Required to trade mainnet.")] = False,
-        metrics_port: Annotated[int, typer.Option(help="Serve Prometheus /metrics here (0 = off).")] = 9464,
+        metrics_port: Annotated[
+            int, typer.Option(help="Serve /metrics, /healthz and /readyz on this port (0 = off).")
+        ] = 9464,
+        metrics_host: Annotated[
+            str, typer.Option(envvar="METHTRADER_METRICS_HOST", help="Address of those endpoints.")
+        ] = "127.0.0.1",
+        account: Annotated[str, typer.Option(help="Account whose brake and resume this session obeys.")] = (
+            "default"
+        ),
         quiet: Annotated[bool, typer.Option(help="No live terminal view.")] = False,
         keep_orders: Annotated[bool, typer.Option(help="On stop, leave open orders working.")] = False,
     ) -> None:
@@ -100,19 +113,38 @@ def register(app: typer.Typer) -> None:
         except StrategyError as exc:
             raise UserError(str(exc)) from None
         money = parse_decimal("cash", cash, Decimal(0))
+        redis_url = os.environ.get("METHTRADER_REDIS_URL", "").strip() or None
+        try:
+            control = control_from_settings(redis_url, Path("var"), account)
+        except (ControlError, ValueError) as exc:
+            raise UserError(f"control channel: {exc}") from None
         registry = CollectorRegistry()
-        guard = RiskGuard(GuardConfig(), metrics=RiskMetrics(registry))
+        metrics = Metrics(registry)
+        guard = RiskGuard(GuardConfig(), control=control, metrics=metrics.risk)
         monitor = RateLimitMonitor(secret("METHTRADER_SLACK_WEBHOOK_URL") or None, registry=registry)
+        readiness = Readiness(
+            guard, metrics, os.environ.get("METHTRADER_DATABASE_URL", "").strip() or None, redis_url
+        )
+        server = None
         if metrics_port:
+            server = AppServer(create_ops_app(registry, readiness), metrics_host, metrics_port, "ops-http")
             try:
-                start_http_server(metrics_port, addr="127.0.0.1", registry=registry)
-            except OSError as exc:
-                raise UserError(f"--metrics-port {metrics_port}: {exc.strerror}") from None
-        session = Session(built, guard, RateGovernor(monitor=monitor), bars, quiet, keep_orders)
-        if mode == "paper":
-            asyncio.run(_paper(session, data, speed, money))
-        else:
-            asyncio.run(_live(session, network, mainnet))
+                server.start()
+            except (OSError, RuntimeError) as exc:
+                raise UserError(f"--metrics-port {metrics_port}: cannot serve ({exc})") from None
+        session = Session(
+            built, guard, RateGovernor(monitor=monitor), bars, quiet, keep_orders, metrics, readiness
+        )
+        try:
+            if mode == "paper":
+                asyncio.run(_paper(session, data, speed, money))
+            else:
+                asyncio.run(_live(session, network, mainnet))
+        finally:
+            monitor.close()
+            control.close()
+            if server is not None:
+                server.stop()
 
 
 @dataclass
@@ -125,6 +157,8 @@ class Session:
     bars: int
     quiet: bool
     keep_orders: bool
+    metrics: Metrics
+    readiness: Readiness
 
 
 async def _paper(session: Session, data: str, speed: float, cash: Decimal) -> None:
@@ -177,7 +211,10 @@ async def _trade(
         risk=guard,
         poll_seconds=0.25,
         on_update=(lambda status: live.update(view(status, guard, label))) if live else None,
+        observer=session.metrics,
     )
+    session.metrics.starting_equity = float(cash)
+    session.readiness.runner = runner
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, runner.stop)
     loop.add_signal_handler(signal.SIGTERM, runner.stop)

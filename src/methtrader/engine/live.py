@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Protocol
 
 from ccxt.base.errors import OrderNotFound
 
@@ -56,14 +57,29 @@ FINAL_STATUS = {
 }
 
 
+class LiveObserver(Protocol):
+    """What a live session reports as it goes (metrics implement it; the engine imports none)."""
+
+    def on_message(self, stream: str, exchange_ts_ms: int | None) -> None: ...
+
+    def on_bar(self, bar: Bar, received_ns: int) -> None: ...
+
+    def on_order(self, order: Order, event: str) -> None: ...
+
+    def on_fills(self, fills: list[Fill]) -> None: ...
+
+    def on_status(self, runner: "LiveRunner") -> None: ...
+
+
 class LiveVenue:
     """The engine's synchronous view of a remote exchange: orders are accepted into `outbox`
     (status New) and the async side sends them; the exchange's answers update them later."""
 
-    def __init__(self, symbols: list[str]) -> None:
+    def __init__(self, symbols: list[str], on_order: Callable[[Order, str], None] | None = None) -> None:
         self.open_orders: dict[str, list[Order]] = {s: [] for s in symbols}
         self.orders: dict[str, Order] = {}
         self.outbox: asyncio.Queue[tuple[str, Order]] = asyncio.Queue()
+        self.on_order = on_order
 
     def submit(self, order: Order, ts: int) -> Order:
         if order.trade_id in self.orders:
@@ -72,6 +88,8 @@ class LiveVenue:
         self.orders[order.trade_id] = order
         self.open_orders[order.symbol].append(order)
         self.outbox.put_nowait(("create", order))
+        if self.on_order is not None:
+            self.on_order(order, "submitted")
         return order
 
     def cancel(self, trade_id: str, ts: int) -> Order | None:
@@ -90,6 +108,8 @@ class LiveVenue:
                 order.transition(status, ts)
         if order in self.open_orders[order.symbol]:
             self.open_orders[order.symbol].remove(order)
+            if self.on_order is not None:
+                self.on_order(order, order.status.value.lower())
 
 
 @dataclass
@@ -154,6 +174,7 @@ class LiveRunner:
         feed: StreamFeed | None = None,
         stream_settings: StreamSettings | None = None,
         settle_seconds: float = 5.0,
+        observer: LiveObserver | None = None,
     ) -> None:
         if feed is not None and (feed.callback is not None or feed.on_event is not None):
             raise ValueError("the runner handles the feed's events: give it a feed without a handler")
@@ -166,7 +187,8 @@ class LiveRunner:
         self.on_update = on_update
         self.settle_seconds = settle_seconds
         self.stream_settings = stream_settings or (feed.settings if feed else StreamSettings())
-        self.venue = LiveVenue([self.symbol])
+        self.observer = observer
+        self.venue = LiveVenue([self.symbol], observer.on_order if observer is not None else None)
         self.portfolio = Portfolio(cash)
         self.clock = WallClock()
         self.engine = Engine(
@@ -183,6 +205,8 @@ class LiveRunner:
         self._own_feed = feed is None
         self.feed = feed or StreamFeed(adapter, self.symbol, interval, self.stream_settings)
         self.feed.on_event = self._on_event
+        if observer is not None:
+            self.feed.on_message = observer.on_message
         self._seen_exec: set[str] = set()
         self._exchange_ids: dict[str, str] = {}  # exchange order id → our trade id
         self._acked: dict[str, float] = {}  # trade id → time.monotonic() of the create ack
@@ -298,6 +322,8 @@ class LiveRunner:
             if isinstance(event, KlineEvent):
                 if self._trading and (self._last_bar_ts is None or event.bar.ts > self._last_bar_ts):
                     self._on_bar(event.bar)
+                    if self.observer is not None:
+                        self.observer.on_bar(event.bar, event.received_ns)
                     if self._max_bars is not None and self.status.bars >= self._max_bars:
                         self._trading = False
                         self._wake.set()
@@ -313,8 +339,13 @@ class LiveRunner:
                 self._sync_status()
             elif event is _TICK:
                 self._sync_status()
+                poll = getattr(self.engine.risk, "poll", None)
+                if poll is not None and self._trading:
+                    poll(self.clock.now())
                 if self.status.last_price == self.status.last_price:
                     self._mark(self.status.last_price)
+                if self.observer is not None:
+                    self.observer.on_status(self)
                 if self.on_update is not None:
                     self.on_update(self.status)
         except Exception as exc:  # a bug or a surprise from the exchange: say so, keep going
@@ -376,6 +407,8 @@ class LiveRunner:
         if fills:
             self.status.fills += len(fills)
             self.engine.on_fills(fills)
+            if self.observer is not None:
+                self.observer.on_fills(fills)
             for order in touched:
                 self._settle_order(order)
             if self.status.last_price == self.status.last_price:

@@ -75,6 +75,8 @@ class RiskGuard:
         self._z, self._es_factor = self.config.model.z, self.config.model.es_factor
         self.control = control
         self.metrics = metrics
+        if metrics is not None:
+            metrics.configure(self)
         self.state = TradingStateMachine()
         self._tracker = DrawdownTracker()
         # Backtests without drawdown rules or metrics need drawdown only when someone reads it;
@@ -89,7 +91,9 @@ class RiskGuard:
         self.last_var = self.last_es = self.last_equity = float("nan")
         self._own: set[str] = set()
         self._flattening = False
-        self._seen_control = control.latest().seq if control is not None and control.latest() else 0
+        latest = control.latest() if control is not None else None
+        # a braked account stays braked: a process started after the brake obeys it on its first bar
+        self._seen_control = 0 if latest is None else latest.seq - (1 if latest.is_brake else 0)
         self._engine: Engine | None = None
         self._scanned: tuple | None = None
         self._bounds_cache: tuple | None = None
@@ -285,6 +289,13 @@ class RiskGuard:
             self._keep_flattening(ts)
         if self.metrics is not None:
             self.metrics.observe(self)
+
+    def poll(self, ts: int) -> None:
+        """Between bars (paper and live): obey a brake or resume at once, keep flattening."""
+        if self.control is not None:
+            self._follow_control(ts)
+        if self._flattening:
+            self._keep_flattening(ts)
 
     def busy(self) -> bool:
         """True while a liquidation is still working: the runner must not skip the next bar."""

@@ -25,6 +25,14 @@ class RiskMetrics:
             "methtrader_drawdown_ratio", "Current drawdown below the equity peak.", registry=r
         )
         self.max_drawdown = Gauge("methtrader_max_drawdown_ratio", "Largest drawdown so far.", registry=r)
+        self.var_limit = Gauge(
+            "methtrader_var_limit_ratio", "The guard's VaR limit as a fraction of equity.", registry=r
+        )
+        self.drawdown_limit = Gauge(
+            "methtrader_drawdown_limit_ratio",
+            "The tightest drawdown at which the guard acts (reduce or halt); NaN when off.",
+            registry=r,
+        )
         self.state = Gauge(
             "methtrader_guard_state", "Trading state: 0 ACTIVE, 1 REDUCING, 2 HALTED.", registry=r
         )
@@ -34,6 +42,13 @@ class RiskMetrics:
         self.liquidations = Counter(
             "methtrader_liquidations", "Liquidations of the whole book.", ["cause"], registry=r
         )
+
+    def configure(self, guard: "RiskGuard") -> None:
+        """The guard's limits, exported so alerts compare against the configured values."""
+        config = guard.config
+        self.var_limit.set(config.var_limit if config.var_limit is not None else float("nan"))
+        levels = [v for v in (config.drawdown_reduce, config.drawdown_halt) if v is not None]
+        self.drawdown_limit.set(min(levels) if levels else float("nan"))
 
     def observe(self, guard: "RiskGuard") -> None:
         self.var.set(guard.last_var)

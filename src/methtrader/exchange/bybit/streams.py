@@ -319,6 +319,8 @@ class StreamFeed:
             raise ValueError("give a callback or an on_event handler, not both")
         self.callback = callback
         self.on_event = on_event
+        # (stream, exchange timestamp in ms) of every data message, after it was handled: metrics
+        self.on_message: Callable[[str, int | None], None] | None = None
         self.want_private = private
         rest = adapter.client
         self.client = client or make_pro_client(
@@ -500,11 +502,11 @@ class StreamFeed:
             await asyncio.sleep(period)
             now = _now_ms()
             for stream in self.streams:
-                client = self.client.clients.get(stream.url) if stream.url else None
-                if client is None or client.closed() or not client.isConnected:
+                client = self._open_client(stream)
+                if client is None:
                     continue
                 established = client.connectionEstablished or now
-                last = max(client.lastPong or 0, getattr(client, "last_message_at", None) or 0, established)
+                last = self._last_frame_ms(client, now)
                 if now - last > dead_ms:
                     reason = f"no frame for {(now - last) / 1000:.1f} s"
                 elif stream.client is not client and now - established > dead_ms:
@@ -513,6 +515,27 @@ class StreamFeed:
                     continue
                 self.counters.dead_sockets += 1
                 client.on_error(RequestTimeout(f"stream {stream.name}: {reason}"))
+
+    def frame_age_s(self, name: str) -> float | None:
+        """Seconds since the named stream's socket last received any frame (data, ack or pong);
+        None while it is not connected."""
+        stream = next((s for s in self.streams if s.name == name), None)
+        client = self._open_client(stream) if stream is not None else None
+        if client is None:
+            return None
+        now = _now_ms()
+        return (now - self._last_frame_ms(client, now)) / 1000
+
+    def _open_client(self, stream: _Stream) -> Any:
+        client = self.client.clients.get(stream.url) if stream.url else None
+        if client is None or client.closed() or not client.isConnected:
+            return None
+        return client
+
+    @staticmethod
+    def _last_frame_ms(client: Any, now: int) -> int:
+        established = client.connectionEstablished or now
+        return max(client.lastPong or 0, getattr(client, "last_message_at", None) or 0, established)
 
     async def _periodic(self) -> None:
         while True:
@@ -550,6 +573,7 @@ class StreamFeed:
                 self._accept_bar(bar, received)
         except Exception as exc:
             self._note(f"kline message: {type(exc).__name__}: {exc}")
+        self._observed("public", message)
 
     def _accept_bar(self, bar: Bar, received: int) -> None:
         if self._early is not None:
@@ -620,6 +644,7 @@ class StreamFeed:
                 self._emit(ExecutionsEvent(tuple(fresh), "ws"))
         except Exception as exc:
             self._note(f"execution message: {type(exc).__name__}: {exc}")
+        self._observed("private", message)
 
     def _on_order_message(self, message: dict[str, Any]) -> None:
         try:
@@ -632,6 +657,16 @@ class StreamFeed:
                 self._emit(OrdersEvent(updates, "ws"))
         except Exception as exc:
             self._note(f"order message: {type(exc).__name__}: {exc}")
+        self._observed("private", message)
+
+    def _observed(self, stream: str, message: Any) -> None:
+        if self.on_message is None:
+            return
+        ts = (message.get("ts") or message.get("creationTime")) if isinstance(message, dict) else None
+        try:
+            self.on_message(stream, ts if isinstance(ts, int) else None)
+        except Exception as exc:  # metrics must never break the feed
+            self._note(f"on_message: {type(exc).__name__}: {exc}")
 
     def _fresh(self, rows: Any) -> list[Execution]:
         """Executions of our symbol never delivered before, marked as delivered."""
