@@ -85,7 +85,9 @@ def test_stdlib_and_library_records_come_out_in_the_same_format() -> None:
     logging.getLogger("httpx").info(
         'HTTP Request: %s %s "%s"', "GET", "http://127.0.0.1/x", "HTTP/1.1 200 OK"
     )
-    uvicorn.info("Started server process [%d]", 42, extra={"color_message": "\x1b[1mStarted\x1b[0m"})
+    uvicorn.warning(
+        "Invalid HTTP request received [%d]", 42, extra={"color_message": "\x1b[1mInvalid\x1b[0m"}
+    )
     get_logger("alerts").warning("alert", kind="brake")
 
     lines = json_log.lines()
