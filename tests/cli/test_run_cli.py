@@ -5,7 +5,9 @@ import json
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+from decimal import Decimal
 
 from typer.testing import CliRunner
 
@@ -15,29 +17,82 @@ from methtrader.exchange.sim.runner import free_port
 runner = CliRunner()
 
 
-def test_paper_session_serves_metrics_and_trades(tmp_path):
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "methtrader.cli.main", "run", "--bars", "40", "--speed", "20000", "--quiet",
-         "--metrics-port", str(port), "-p", "fast=2", "-p", "slow=5"],
+def start_session(tmp_path, port: int, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "methtrader.cli.main", "run", "--quiet", "--metrics-port", str(port),
+         "-p", "fast=2", "-p", "slow=5", *args],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    body = ""
-    deadline = time.monotonic() + 60
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def poll(proc: subprocess.Popen, port: int, path: str, done, timeout: float = 60) -> tuple[int, str]:
+    """GET `path` until `done(status, body)` or the process ends; the last answer."""
+    answer = (0, "")
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1).read().decode()
-            if "methtrader_equity_usdt" in body:
+            answer = get(port, path)
+            if done(*answer):
                 break
         except OSError:
-            time.sleep(0.2)
+            pass
+        time.sleep(0.2)
+    return answer
+
+
+def test_paper_session_serves_metrics_health_and_readiness(tmp_path):
+    port = free_port()
+    proc = start_session(tmp_path, port, "--bars", "40", "--speed", "20000")
+    _, body = poll(proc, port, "/metrics", lambda _, text: "methtrader_fills_total 1.0" in text)
+    health = get(port, "/healthz")
+    status, ready = poll(proc, port, "/readyz", lambda code, _: code == 200)
     out, err = proc.communicate(timeout=90)
     assert proc.returncode == 0, err
-    assert "methtrader_guard_state" in body and "methtrader_var_usdt" in body
+    assert health == (200, '{"status":"alive"}')
+    assert status == 200 and json.loads(ready)["checks"]["private_stream"]["status"] == "ok"
+    for name in ("methtrader_guard_state", "methtrader_var_usdt", "methtrader_bars_processed_total",
+                 "methtrader_decision_latency_seconds_count", 'methtrader_orders_total{status="submitted"}',
+                 'methtrader_stream_connected{stream="private"} 1.0', "methtrader_build_info"):  # fmt: skip
+        assert name in body, name
     assert "methtrader_bybit_rate_limit_utilisation" in body  # the governor's monitor, same endpoint
     assert "fills" in out and "risk guard" in out
     state = json.loads((tmp_path / "var" / "run-state.json").read_text())
     assert state["bars"] >= 40 and state["open_orders"] == [] and state["guard_state"] == "ACTIVE"
+
+
+def test_brake_reaches_a_running_session_and_one_started_later(tmp_path):
+    """`methtrader brake` from another process: the running session flattens and halts between
+    bars, /readyz turns 503; a session started while braked halts on its first bar."""
+    port = free_port()
+    proc = start_session(tmp_path, port, "--bars", "400", "--speed", "4000")
+    poll(proc, port, "/metrics", lambda _, text: "methtrader_fills_total 3.0" in text)
+    braked = runner.invoke(
+        app, ["brake", "--reason", "test: runaway strategy", "--state-dir", str(tmp_path / "var")]
+    )
+    assert braked.exit_code == 0, braked.output
+    status, ready = poll(proc, port, "/readyz", lambda code, _: code == 503)
+    _, metrics = poll(
+        proc, port, "/metrics", lambda _, text: 'methtrader_liquidations_total{cause="brake"}' in text
+    )
+    proc.terminate()  # Ctrl-C of an operator: the session stops cleanly
+    proc.communicate(timeout=60)
+    assert status == 503 and json.loads(ready)["checks"]["guard"]["state"] == "HALTED"
+    assert "methtrader_guard_state 2.0" in metrics
+    state = json.loads((tmp_path / "var" / "run-state.json").read_text())
+    assert state["guard_state"] == "HALTED" and Decimal(state["position"]) == 0 and state["open_orders"] == []
+
+    later = start_session(tmp_path, free_port(), "--bars", "3", "--speed", "20000")
+    later.communicate(timeout=90)
+    state = json.loads((tmp_path / "var" / "run-state.json").read_text())
+    assert later.returncode == 0 and state["guard_state"] == "HALTED" and Decimal(state["position"]) == 0
 
 
 def test_bad_options_and_missing_credentials(tmp_path, monkeypatch):

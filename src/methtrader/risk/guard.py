@@ -296,6 +296,8 @@ class RiskGuard:
             self._follow_control(ts)
         if self._flattening:
             self._keep_flattening(ts)
+        if self.metrics is not None:
+            self.metrics.observe(self)
 
     def busy(self) -> bool:
         """True while a liquidation is still working: the runner must not skip the next bar."""
