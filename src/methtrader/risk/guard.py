@@ -325,11 +325,13 @@ class RiskGuard:
     # ------------------------------------------------------------------ backtest scan
     def scan(self, a: int, b: int) -> int | None:
         """First step in [a, b) where a rule would act if positions stay as they are now."""
-        if self._control_pending():
+        if self.control is not None and self._control_pending():
             return a
         wallet, held = self._require_engine().portfolio.snapshot()
         if not held:
             return None  # equity is constant when flat: no rule can newly fire
+        if self._deferred is not None and len(held) == 1 and self._globally_clear(wallet, held[0]):
+            return None
         if self._quick_clear(a, b, wallet, held):
             return None
         eq, var = self._segment(a, b, wallet, held)
@@ -390,6 +392,19 @@ class RiskGuard:
         best, worst = (high, low) if qty > 0 else (low, high)
         var_bound = self.config.model.z * self.scale * abs(qty) * vol.bound(a, b)
         return wallet + (qty * best - cost), wallet + (qty * worst - cost), var_bound
+
+    def _globally_clear(self, wallet: float, position: tuple[str, float, float]) -> bool:
+        """`_clear(*_global_bounds(...))` without drawdown levels, inlined: the common case of a
+        backtest whose one position is far from every limit, decided in a few float operations."""
+        symbol, qty, cost = position
+        low, high, vol_max = self._global[symbol]
+        worst = wallet + (qty * (low if qty > 0 else high) - cost)
+        if not worst > 0:
+            return False
+        limit = self.config.var_limit
+        if limit is None or self._flattening:
+            return True
+        return self._z * self.scale * abs(qty) * vol_max * (1 + 1e-9) < limit * worst
 
     def _global_bounds(self, wallet: float, position: tuple[str, float, float]) -> tuple[float, float, float]:
         """`_coarse_bounds` over the whole timeline (no lookup depends on the stretch)."""
