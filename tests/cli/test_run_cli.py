@@ -2,6 +2,7 @@
 errors of bad options and missing live credentials."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -13,15 +14,17 @@ from typer.testing import CliRunner
 
 from methtrader.cli.main import app
 from methtrader.exchange.sim.runner import free_port
+from support.slack import SlackReceiver
 
 runner = CliRunner()
 
 
-def start_session(tmp_path, port: int, *args: str) -> subprocess.Popen:
+def start_session(tmp_path, port: int, *args: str, webhook: str = "") -> subprocess.Popen:
+    env = {**os.environ, "METHTRADER_SLACK_WEBHOOK_URL": webhook}
     return subprocess.Popen(
         [sys.executable, "-m", "methtrader.cli.main", "run", "--quiet", "--metrics-port", str(port),
          "-p", "fast=2", "-p", "slow=5", *args],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
 
 
@@ -48,13 +51,16 @@ def poll(proc: subprocess.Popen, port: int, path: str, done, timeout: float = 60
     return answer
 
 
-def test_paper_session_serves_metrics_health_and_readiness(tmp_path):
+def test_paper_session_serves_metrics_health_readiness_and_json_logs(tmp_path, log_sink):
     port = free_port()
-    proc = start_session(tmp_path, port, "--bars", "40", "--speed", "20000")
+    slack = SlackReceiver()  # its URL carries a test secret: no log line may show it
+    proc = start_session(tmp_path, port, "--bars", "40", "--speed", "20000", webhook=slack.url)
     _, body = poll(proc, port, "/metrics", lambda _, text: "methtrader_fills_total 1.0" in text)
     health = get(port, "/healthz")
     status, ready = poll(proc, port, "/readyz", lambda code, _: code == 200)
     out, err = proc.communicate(timeout=90)
+    slack.close()
+    log_sink(out + err)
     assert proc.returncode == 0, err
     assert health == (200, '{"status":"alive"}')
     assert status == 200 and json.loads(ready)["checks"]["private_stream"]["status"] == "ok"
@@ -63,16 +69,24 @@ def test_paper_session_serves_metrics_health_and_readiness(tmp_path):
                  'methtrader_stream_connected{stream="private"} 1.0', "methtrader_build_info"):  # fmt: skip
         assert name in body, name
     assert "methtrader_bybit_rate_limit_utilisation" in body  # the governor's monitor, same endpoint
-    assert "fills" in out and "risk guard" in out
+    assert "fills" in err and "risk guard" in err  # the human summary; stdout carries the logs
+    records = [json.loads(line) for line in out.splitlines()]  # every line is one JSON event
+    events = {r["event"] for r in records}
+    assert {"session starting", "order placed", "fill", "session stopped"} <= events
+    assert all(list(r)[:6] == ["timestamp", "level", "event", "app", "env", "component"] for r in records)
+    checked = runner.invoke(app, ["logs", "check-labels", "-", "--json"], input=out)
+    assert checked.exit_code == 0, checked.output
+    assert json.loads(checked.stdout)["ok"] is True
     state = json.loads((tmp_path / "var" / "run-state.json").read_text())
     assert state["bars"] >= 40 and state["open_orders"] == [] and state["guard_state"] == "ACTIVE"
 
 
-def test_brake_reaches_a_running_session_and_one_started_later(tmp_path):
+def test_brake_reaches_a_running_session_and_one_started_later(tmp_path, log_sink):
     """`methtrader brake` from another process: the running session flattens and halts between
-    bars, /readyz turns 503; a session started while braked halts on its first bar."""
+    bars, /readyz turns 503, Slack hears of it; a session started while braked halts at once."""
     port = free_port()
-    proc = start_session(tmp_path, port, "--bars", "400", "--speed", "4000")
+    slack = SlackReceiver()
+    proc = start_session(tmp_path, port, "--bars", "400", "--speed", "4000", webhook=slack.url)
     poll(proc, port, "/metrics", lambda _, text: "methtrader_fills_total 3.0" in text)
     braked = runner.invoke(
         app, ["brake", "--reason", "test: runaway strategy", "--state-dir", str(tmp_path / "var")]
@@ -83,7 +97,11 @@ def test_brake_reaches_a_running_session_and_one_started_later(tmp_path):
         proc, port, "/metrics", lambda _, text: 'methtrader_liquidations_total{cause="brake"}' in text
     )
     proc.terminate()  # Ctrl-C of an operator: the session stops cleanly
-    proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=60)
+    slack.close()
+    log_sink(out + err)
+    assert any("BRAKE" in text and "runaway strategy" in text for text in slack.texts), slack.texts
+    assert any(json.loads(line).get("kind") == "brake" for line in out.splitlines())
     assert status == 503 and json.loads(ready)["checks"]["guard"]["state"] == "HALTED"
     assert "methtrader_guard_state 2.0" in metrics
     state = json.loads((tmp_path / "var" / "run-state.json").read_text())

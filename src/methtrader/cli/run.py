@@ -7,10 +7,11 @@ import asyncio
 import json
 import os
 import signal
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 from prometheus_client import CollectorRegistry
@@ -27,10 +28,12 @@ from methtrader.exchange.bybit.governor import RateGovernor
 from methtrader.exchange.bybit.monitor import RateLimitMonitor
 from methtrader.exchange.sim.runner import AppServer
 from methtrader.model import Instrument
+from methtrader.ops.alerts import SlackNotifier, guard_event_alert
 from methtrader.ops.health import Readiness
+from methtrader.ops.logs import configure_logging, get_logger, register_secret
 from methtrader.ops.metrics import Metrics
 from methtrader.risk.control import ControlError, control_from_settings
-from methtrader.risk.guard import GuardConfig, RiskGuard
+from methtrader.risk.guard import GuardConfig, GuardEvent, RiskGuard
 from methtrader.strategies import Strategy, StrategyError, build_strategy
 from methtrader.web.ops import create_ops_app
 
@@ -70,6 +73,28 @@ def view(status: LiveStatus, guard: RiskGuard, mode: str) -> Table:
     return table
 
 
+log = get_logger("run")
+
+
+def _log_file(path: Path = Path("var/logs/run.jsonl")) -> TextIO:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path.open("a", buffering=1, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write the log file {path}: {exc.strerror}") from None
+
+
+def _on_guard_event(notifier: SlackNotifier, event: GuardEvent) -> None:
+    log.warning(
+        "risk guard event",
+        kind=event.kind,
+        detail=event.detail,
+        var=None if event.var != event.var else round(event.var, 2),
+        equity=None if event.equity != event.equity else round(event.equity, 2),
+    )
+    guard_event_alert(notifier, event.kind, event.detail)
+
+
 def register(app: typer.Typer) -> None:
     """Add the `run` command to the application."""
 
@@ -100,6 +125,7 @@ def register(app: typer.Typer) -> None:
         account: Annotated[str, typer.Option(help="Account whose brake and resume this session obeys.")] = (
             "default"
         ),
+        log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
         quiet: Annotated[bool, typer.Option(help="No live terminal view.")] = False,
         keep_orders: Annotated[bool, typer.Option(help="On stop, leave open orders working.")] = False,
     ) -> None:
@@ -113,7 +139,16 @@ def register(app: typer.Typer) -> None:
         except StrategyError as exc:
             raise UserError(str(exc)) from None
         money = parse_decimal("cash", cash, Decimal(0))
+        if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise UserError(f"--log-level must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
+        # JSON lines on stdout for a container or a pipe; beside the live view they go to a file
+        logs_to_stdout = quiet or not sys.stdout.isatty()
+        log_stream = sys.stdout if logs_to_stdout else _log_file()
+        configure_logging("run", level=log_level.upper(), stream=log_stream)
         redis_url = os.environ.get("METHTRADER_REDIS_URL", "").strip() or None
+        database_url = os.environ.get("METHTRADER_DATABASE_URL", "").strip() or None
+        for value in (redis_url, database_url):
+            register_secret(value)
         try:
             control = control_from_settings(redis_url, Path("var"), account)
         except (ControlError, ValueError) as exc:
@@ -121,10 +156,10 @@ def register(app: typer.Typer) -> None:
         registry = CollectorRegistry()
         metrics = Metrics(registry)
         guard = RiskGuard(GuardConfig(), control=control, metrics=metrics.risk)
-        monitor = RateLimitMonitor(secret("METHTRADER_SLACK_WEBHOOK_URL") or None, registry=registry)
-        readiness = Readiness(
-            guard, metrics, os.environ.get("METHTRADER_DATABASE_URL", "").strip() or None, redis_url
-        )
+        notifier = SlackNotifier(secret("METHTRADER_SLACK_WEBHOOK_URL") or None, registry=registry)
+        monitor = RateLimitMonitor(registry=registry, notifier=notifier)
+        guard.on_event = lambda event: _on_guard_event(notifier, event)
+        readiness = Readiness(guard, metrics, database_url, redis_url)
         server = None
         if metrics_port:
             server = AppServer(create_ops_app(registry, readiness), metrics_host, metrics_port, "ops-http")
@@ -135,6 +170,8 @@ def register(app: typer.Typer) -> None:
         session = Session(
             built, guard, RateGovernor(monitor=monitor), bars, quiet, keep_orders, metrics, readiness
         )
+        session.summary = Console(stderr=logs_to_stdout)
+        log.info("session starting", mode=mode, strategy=strategy, bars=bars, account=account)
         try:
             if mode == "paper":
                 asyncio.run(_paper(session, data, speed, money))
@@ -142,6 +179,7 @@ def register(app: typer.Typer) -> None:
                 asyncio.run(_live(session, network, mainnet))
         finally:
             monitor.close()
+            notifier.close()
             control.close()
             if server is not None:
                 server.stop()
@@ -159,6 +197,7 @@ class Session:
     keep_orders: bool
     metrics: Metrics
     readiness: Readiness
+    summary: Console = field(default_factory=Console)  # the human summary (stderr when logs use stdout)
 
 
 async def _paper(session: Session, data: str, speed: float, cash: Decimal) -> None:
@@ -184,6 +223,7 @@ async def _live(session: Session, network: str, mainnet: bool) -> None:
     if network == "mainnet" and not mainnet:
         raise UserError("mainnet trades real money: add --i-mean-mainnet to confirm")
     key, api_secret = secret("METHTRADER_API_KEY"), secret("METHTRADER_API_SECRET")
+    register_secret(api_secret)
     if not key or not api_secret:
         raise UserError("live mode needs METHTRADER_API_KEY and METHTRADER_API_SECRET (or their *_FILE)")
     from methtrader.model.instrument import BTCUSDT
@@ -201,7 +241,7 @@ async def _trade(
         balance = await adapter.fetch_balance()
         cash = Decimal(str(balance.get("USDT", {}).get("total") or 0))
     guard = session.guard
-    console = Console()
+    console = session.summary
     live = None if session.quiet else Live(console=console, refresh_per_second=4)
     runner = LiveRunner(
         session.strategy,
@@ -230,6 +270,15 @@ async def _trade(
             live.stop()
         await adapter.close()
     path = save_state(runner, guard, label)
+    log.info(
+        "session stopped",
+        bars=status.bars,
+        fills=status.fills,
+        position=str(status.position),
+        equity=round(status.equity, 2),
+        guard_state=guard.state.state.name,
+        errors=len(status.errors),
+    )
     if live is None:
         console.print(view(status, guard, label))
     console.print(f"\nstate saved to {path}", highlight=False)

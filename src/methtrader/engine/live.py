@@ -13,6 +13,7 @@ the end of a run, so the ledger ends equal to the exchange's.
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from methtrader.strategies.base import Strategy
 from methtrader.strategies.indicators import StreamFrames
 
 ZERO = Decimal(0)
+log = logging.getLogger(__name__)  # ids and amounts go in `extra` (the body), never in labels
 SENDERS = 4  # requests in flight at once: a slow answer does not hold up the next order
 LIST_LAG_S = 1.0  # an order acknowledged this recently may not be in Bybit's open-order list yet
 
@@ -406,6 +408,18 @@ class LiveRunner:
             )
         if fills:
             self.status.fills += len(fills)
+            for fill in fills:
+                log.info(
+                    "fill",
+                    extra={
+                        "trade_id": fill.trade_id,
+                        "exec_id": fill.exec_id,
+                        "side": str(fill.side),
+                        "qty": str(fill.qty),
+                        "price": str(fill.price),
+                        "fee": str(fill.fee),
+                    },
+                )
             self.engine.on_fills(fills)
             if self.observer is not None:
                 self.observer.on_fills(fills)
@@ -505,6 +519,17 @@ class LiveRunner:
                 done.set()
             exchange_id = str(placed.get("id") or "")
             self._acked[order.trade_id] = time.monotonic()
+            log.info(
+                "order placed",
+                extra={
+                    "trade_id": order.trade_id,
+                    "order_id": exchange_id,
+                    "side": str(order.side),
+                    "qty": str(order.qty),
+                    "type": str(order.type),
+                    "reduce_only": order.reduce_only,
+                },
+            )
             if exchange_id:
                 self._exchange_ids[exchange_id] = order.trade_id
                 orphans = self._orphans.pop(exchange_id, None)
@@ -538,6 +563,7 @@ class LiveRunner:
 
     def _error(self, message: str) -> None:
         self.status.errors = [*self.status.errors[-4:], message]
+        log.warning("live session error", extra={"detail": message})
 
     def _observe_headers(self, meta: ResponseMeta) -> None:
         headers = {k.lower(): v for k, v in meta.headers.items()}

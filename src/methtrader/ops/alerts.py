@@ -223,3 +223,16 @@ class SlackNotifier:
         except queue.Full:
             return
         worker.join(timeout_s)
+
+
+_LIQUIDATING = frozenset({"var_liquidation", "drawdown_halt", "daily_loss"})
+
+
+def guard_event_alert(notifier: SlackNotifier, kind: str, detail: str) -> bool:
+    """Slack for what the risk guard did on its own (liquidations, tightening) or was told (brake)."""
+    text = f"risk guard {kind}: {detail}"
+    if kind in _LIQUIDATING:
+        return notifier.liquidation(text, key=f"guard:{kind}")
+    if kind == "brake":
+        return notifier.brake(text, key="guard:brake")
+    return notifier.incident(text, key=f"guard:{kind}")

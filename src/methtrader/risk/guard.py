@@ -10,6 +10,7 @@ where it would act — so the engine may skip quiet bars and the guard still see
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -84,6 +85,7 @@ class RiskGuard:
         self._deferred: _Deferred | None = None
         self.rate = OrderRateLimit(self.config.limits.max_orders_per_minute)
         self.events: list[GuardEvent] = []
+        self.on_event: Callable[[GuardEvent], None] | None = None  # alerts and logs of a live session
         self.denied: list[DeniedOrder] = []
         self.denied_by_reason: Counter[str] = Counter()
         self.liquidations = 0
@@ -314,13 +316,13 @@ class RiskGuard:
         if self.state.resume(reason, now, who):
             self._flattening = False
             self.drawdown.rebase()  # the human accepted the loss: measure from here, or it re-halts at once
-            self.events.append(GuardEvent(now, "resume", f"{reason} (by {who})"))
+            self._record(GuardEvent(now, "resume", f"{reason} (by {who})"))
 
     def unknown_state(self, reason: str, ts: int | None = None) -> None:
         """Exchange or database state is unclear: block new exposure, keep reducing allowed."""
         now = self._require_engine().now() if ts is None else ts
         if self.state.tighten(TradingState.REDUCING, f"unknown state: {reason}", now):
-            self.events.append(GuardEvent(now, "unknown_state", reason))
+            self._record(GuardEvent(now, "unknown_state", reason))
 
     # ------------------------------------------------------------------ backtest scan
     def scan(self, a: int, b: int) -> int | None:
@@ -584,14 +586,14 @@ class RiskGuard:
 
     def _tighten(self, ts: int, new: TradingState, kind: str, detail: str, eq: float) -> None:
         if self.state.tighten(new, f"{kind}: {detail}", ts):
-            self.events.append(GuardEvent(ts, kind, detail, self.last_var, eq))
+            self._record(GuardEvent(ts, kind, detail, self.last_var, eq))
 
     def _liquidate(
         self, ts: int, kind: str, detail: str, who: str = "guard", var: float = float("nan")
     ) -> None:
         """Cancel every open order and flatten every position with reduce-only market orders; HALT."""
         self.state.tighten(TradingState.HALTED, f"{kind}: {detail}", ts, who)
-        self.events.append(GuardEvent(ts, kind, detail, var, self.last_equity))
+        self._record(GuardEvent(ts, kind, detail, var, self.last_equity))
         self.liquidations += 1
         self._flattening = True
         if self.metrics is not None:
@@ -624,9 +626,14 @@ class RiskGuard:
             self.liquidation_ids.add(order.trade_id)
             engine.submit(order)
             if order.status is OrderStatus.REJECTED:
-                self.events.append(GuardEvent(ts, "liquidation_rejected", f"{symbol}: {order.reject_reason}"))
+                self._record(GuardEvent(ts, "liquidation_rejected", f"{symbol}: {order.reject_reason}"))
         if flat and not working:
             self._flattening = False
+
+    def _record(self, event: GuardEvent) -> None:
+        self.events.append(event)
+        if self.on_event is not None:
+            self.on_event(event)
 
     def _control_pending(self) -> bool:
         if self.control is None:

@@ -31,6 +31,7 @@ class AppServer:
             host=host,
             port=self.port,
             log_level="warning",
+            log_config=None,  # keep the process's logging (JSON lines), not uvicorn's plain text
             lifespan="on",
             ws="websockets-sansio",
             ws_ping_interval=None,
