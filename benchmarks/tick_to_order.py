@@ -104,7 +104,7 @@ def percentiles(values_ns: list[int]) -> dict[str, float]:
 
 
 async def trade(
-    pipe: Any, decisions: int, warmup: int, freeze_gc: bool, reconcile_s: float
+    pipe: Any, decisions: int, warmup: int, freeze_gc: bool, reconcile_s: float, observe: bool = False
 ) -> dict[str, Any]:
     from aiohttp import WSMsgType
     from ccxt.async_support.base.ws.client import Client
@@ -142,6 +142,14 @@ async def trade(
 
     Client.handle_message = on_frame  # type: ignore[method-assign]
 
+    observer = None
+    if observe:  # what `methtrader run` adds: every metric, and JSON logs at INFO (to a file here)
+        from methtrader.ops.logs import configure_logging
+        from methtrader.ops.metrics import Metrics
+
+        observer = Metrics()
+        configure_logging("bench", stream=open(os.devnull, "w"))  # noqa: SIM115 (lives as long as the process)
+
     url, key, secret = pipe.recv()
     venue = VenueSettings(network="sim", sim_url=url)
     adapter = BybitAdapter(make_client(venue, key, secret), venue)
@@ -154,6 +162,7 @@ async def trade(
         poll_seconds=0.25,
         settle_seconds=3.0,
         stream_settings=StreamSettings(reconcile_interval_s=reconcile_s),
+        observer=observer,
     )
     fetch = adapter.client.fetch
 
@@ -228,6 +237,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20, help="warm-up bars read over REST")
     parser.add_argument("--gap-ms", type=float, default=1.0, help="simulator pause after each order")
     parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() our heap before trading")
+    parser.add_argument("--observe", action="store_true", help="metrics and JSON logging on, as in `run`")
     parser.add_argument(
         "--reconcile-s", type=float, default=60.0, help="the runner's periodic REST safety check (seconds)"
     )
@@ -242,7 +252,9 @@ def main() -> None:
         )
         child.start()
         try:
-            result = asyncio.run(trade(ours, args.decisions, args.warmup, args.gc_freeze, args.reconcile_s))
+            result = asyncio.run(
+                trade(ours, args.decisions, args.warmup, args.gc_freeze, args.reconcile_s, args.observe)
+            )
         finally:
             ours.send("bye")
             child.join(timeout=15)
@@ -252,6 +264,7 @@ def main() -> None:
         "gap_ms": args.gap_ms,
         "warmup": args.warmup,
         "gc_freeze": args.gc_freeze,
+        "observe": args.observe,
         "reconcile_s": args.reconcile_s,
         "python": platform.python_version(),
         "cpus": os.cpu_count(),

@@ -425,21 +425,31 @@ def test_reducing_counts_working_orders():
     assert result.positions[SYM][-1] == 2  # never short
 
 
+class EagerGuard(RiskGuard):
+    """Tracks drawdown on every evaluated bar, as when drawdown rules are configured."""
+
+    def prepare(self, timeline, closes, bar_ms):
+        super().prepare(timeline, closes, bar_ms)
+        self._deferred = None
+
+
 @pytest.mark.parametrize("symbols", [1, 3], ids=["one-symbol", "three-symbols"])
 def test_deferred_drawdown_equals_bar_by_bar_tracking(symbols):
-    """Without drawdown rules or metrics a backtest settles drawdown once, when it is read;
-    with metrics it is tracked on every evaluated bar. Both must agree to the last bit."""
+    """Without drawdown rules a backtest settles drawdown when it is read (by metrics, throttled,
+    or at the end); tracked on every evaluated bar instead it must agree to the last bit."""
     feeds = [
         (gbm_bars(3000, seed=11 + k, symbol=f"S{k}USDT"), generic_perpetual(f"S{k}USDT"))
         for k in range(symbols)
     ]
     trackers = []
-    for metrics in (None, RiskMetrics()):
-        guard = RiskGuard(GuardConfig(var_limit=0.5), metrics=metrics)
+    for guard in (
+        RiskGuard(GuardConfig(var_limit=0.5)),
+        RiskGuard(GuardConfig(var_limit=0.5), metrics=RiskMetrics(min_interval_s=0)),
+        EagerGuard(GuardConfig(var_limit=0.5)),
+    ):
         strategy = SmaCross(fast=5, slow=20, qty=1)
         BacktestRunner(strategy, feeds, Decimal(10_000), SimConfig(), risk=guard).run()
-        assert (guard._deferred is None) == (metrics is not None)
         trackers.append(guard.drawdown)
-    deferred, eager = trackers
+    deferred, read_every_bar, eager = trackers
     assert deferred.max_drawdown > 0
-    assert deferred == eager
+    assert deferred == eager == read_every_bar

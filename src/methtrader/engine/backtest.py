@@ -7,6 +7,7 @@ funding, a liquidation) and marks equity between them in numpy. Every decision s
 through the same engine, venue and ledger code as live trading.
 """
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -28,6 +29,7 @@ from methtrader.strategies.indicators import Frame, vector_columns
 
 Progress = Callable[[int, int], None]
 PROGRESS_EVERY = 50_000
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -178,7 +180,13 @@ class BacktestRunner:
         if self.progress is not None:
             self.progress(n, n)
         self.equity, self.exposure, self.positions = self._mark_all()
-        return self._result()
+        result = self._result()
+        counts = {"bars": n, "fills": len(result.fills), "orders": len(result.orders)}
+        log.info(
+            "backtest finished",
+            extra={"strategy": self.strategy.name or type(self.strategy).__name__, **counts},
+        )
+        return result
 
     def _vector_targets(self) -> dict[str, np.ndarray]:
         """Signals over whole series, forward-filled into held targets (NaN until the first)."""

@@ -80,7 +80,7 @@ class RiskGuard:
             metrics.configure(self)
         self.state = TradingStateMachine()
         self._tracker = DrawdownTracker()
-        # Backtests without drawdown rules or metrics need drawdown only when someone reads it;
+        # Backtests without drawdown rules need drawdown only when someone (metrics) reads it;
         # until then the evaluated stretches wait in a _Deferred and are settled in one pass.
         self._deferred: _Deferred | None = None
         self.rate = OrderRateLimit(self.config.limits.max_orders_per_minute)
@@ -157,7 +157,7 @@ class RiskGuard:
             s: (min(low.blocks), max(high.blocks), max(vol.blocks))
             for s, (low, high, vol) in self._coarse.items()
         }
-        self._deferred = _Deferred() if not self._dd_rules and self.metrics is None else None
+        self._deferred = _Deferred() if not self._dd_rules else None
 
     def start_live(self, symbols: list[str], bar_ms: int) -> None:
         """Paper and live trading: no history ahead; `observe` appends each bar as it closes."""
@@ -632,6 +632,8 @@ class RiskGuard:
 
     def _record(self, event: GuardEvent) -> None:
         self.events.append(event)
+        if self.metrics is not None:
+            self.metrics.observe(self, force=True)
         if self.on_event is not None:
             self.on_event(event)
 
