@@ -144,3 +144,24 @@ def test_secret_files_are_read_and_never_echoed(tmp_path, monkeypatch):
     monkeypatch.setenv("METHTRADER_API_SECRET", "x")
     result = runner.invoke(app, ["run", "--mode", "live", "--metrics-port", "0"])
     assert result.exit_code == 2 and "cannot read" in result.stderr and "s3cr3t" not in result.stderr
+
+
+def test_database_password_comes_from_a_secret_file_and_is_never_logged(tmp_path, monkeypatch, caplog):
+    import logging
+
+    from methtrader.cli.run import database_url
+    from support.secrets import DB_PASSWORD
+
+    (tmp_path / "pw").write_text(DB_PASSWORD + "\n")
+    monkeypatch.setenv(
+        "METHTRADER_DATABASE_URL", f"postgresql+psycopg://trader@127.0.0.1:{free_port()}/ledger"
+    )
+    monkeypatch.setenv("METHTRADER_DATABASE_PASSWORD_FILE", str(tmp_path / "pw"))
+    url = database_url()
+    assert url is not None and f"trader:{DB_PASSWORD}@" in url
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("methtrader.test").warning("connecting to %s", url)
+    assert DB_PASSWORD not in caplog.text and "<redacted>" in caplog.text
+    monkeypatch.setenv("METHTRADER_DATABASE_URL", "not a url")
+    result = runner.invoke(app, ["run", "--metrics-port", "0", "--bars", "1"])
+    assert result.exit_code == 2 and "METHTRADER_DATABASE_URL is not a database URL" in result.stderr

@@ -160,11 +160,13 @@ def test_dockerfile_installs_the_locked_requirements_then_the_package() -> None:
                 )
 
 
-def test_caddy_proxies_grafana_and_the_admin_panel() -> None:
+def test_caddy_proxies_grafana_and_the_health_endpoints() -> None:
     text = (DEPLOY / "caddy" / "Caddyfile").read_text()
     body = re.sub(r"#[^\n]*", "", text)
     assert body.count("{") == body.count("}")
-    upstreams = dict(re.findall(r"reverse_proxy\s+([\w-]+):(\d+)", body))
-    assert upstreams == {"grafana": "3000", "methtrader": "8080"}
-    assert "8080" in services()["methtrader"]["expose"]
+    upstreams = dict(re.findall(r"reverse_proxy\s+(?:@\w+\s+)?([\w-]+):(\d+)", body))
+    assert upstreams == {"grafana": "3000", "methtrader": "9464"}
+    assert "@health path /healthz /readyz" in body  # /metrics is not published
+    assert "9464" in services()["methtrader"]["expose"]
+    assert services()["methtrader"]["environment"]["METHTRADER_METRICS_HOST"] == "0.0.0.0"
     assert services()["caddy"]["ports"] == ["80:80", "443:443"]

@@ -49,6 +49,26 @@ def secret(name: str) -> str:
     return os.environ.get(name, "").strip()
 
 
+def database_url() -> str | None:
+    """METHTRADER_DATABASE_URL, with the password from METHTRADER_DATABASE_PASSWORD(_FILE) when
+    set (a container secret); both are registered so no log line can show them."""
+    url = os.environ.get("METHTRADER_DATABASE_URL", "").strip()
+    if not url:
+        return None
+    password = secret("METHTRADER_DATABASE_PASSWORD")
+    register_secret(password or None)
+    if password:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(url).set(password=password).render_as_string(hide_password=False)
+        except ArgumentError:
+            raise UserError("METHTRADER_DATABASE_URL is not a database URL") from None
+    register_secret(url)
+    return url
+
+
 def view(status: LiveStatus, guard: RiskGuard, mode: str) -> Table:
     table = Table(title=f"methtrader {mode}", show_header=False, min_width=48)
     table.add_column(style="bold")
@@ -146,9 +166,8 @@ def register(app: typer.Typer) -> None:
         log_stream = sys.stdout if logs_to_stdout else _log_file()
         configure_logging("run", level=log_level.upper(), stream=log_stream)
         redis_url = os.environ.get("METHTRADER_REDIS_URL", "").strip() or None
-        database_url = os.environ.get("METHTRADER_DATABASE_URL", "").strip() or None
-        for value in (redis_url, database_url):
-            register_secret(value)
+        register_secret(redis_url)
+        ledger_url = database_url()
         try:
             control = control_from_settings(redis_url, Path("var"), account)
         except (ControlError, ValueError) as exc:
@@ -159,7 +178,7 @@ def register(app: typer.Typer) -> None:
         notifier = SlackNotifier(secret("METHTRADER_SLACK_WEBHOOK_URL") or None, registry=registry)
         monitor = RateLimitMonitor(registry=registry, notifier=notifier)
         guard.on_event = lambda event: _on_guard_event(notifier, event)
-        readiness = Readiness(guard, metrics, database_url, redis_url)
+        readiness = Readiness(guard, metrics, ledger_url, redis_url)
         server = None
         if metrics_port:
             server = AppServer(create_ops_app(registry, readiness), metrics_host, metrics_port, "ops-http")
