@@ -102,3 +102,57 @@ def test_var_cli_side_by_side(tmp_path):
     assert bad.exit_code == 2 and "not valid JSON" in bad.stderr
     missing = CliRunner().invoke(app, ["risk", "var", str(tmp_path / "nope.json")])
     assert missing.exit_code == 2 and "file not found" in missing.stderr
+
+
+def test_var_of_the_running_account_on_the_simulator(tmp_path, monkeypatch):
+    """`risk var --account`: positions, equity and klines come from the exchange (our simulator,
+    through the real ccxt adapter); a flat account has no VaR; a wrong key is one line, exit 2."""
+    import asyncio
+    from decimal import Decimal
+
+    from methtrader.data import resolve_bars
+    from methtrader.exchange.bybit.adapter import BybitAdapter, VenueSettings, make_client
+    from methtrader.exchange.sim.runner import BackgroundServer
+    from methtrader.exchange.sim.venue import SimExchange
+    from methtrader.model import Order, OrderType, Side
+
+    series, instrument = resolve_bars("btcusdt-1h-2019-2020")
+    exchange = SimExchange(series, instrument, state_dir=tmp_path, speed=0, cash=Decimal(100_000))
+    with BackgroundServer(exchange) as server:
+        key, secret, _ = exchange.add_key()
+        monkeypatch.setenv("METHTRADER_API_KEY", key)
+        monkeypatch.setenv("METHTRADER_API_SECRET", secret)
+        args = ["risk", "var", "--account", "--network", "sim", "--sim-url", server.url, "--json"]
+        flat = CliRunner().invoke(app, args)
+        assert flat.exit_code == 0, flat.output
+        assert json.loads(flat.stdout)["positions"] == [] and json.loads(flat.stdout)["methods"] == []
+
+        async def buy() -> None:
+            venue = VenueSettings(network="sim", sim_url=server.url)
+            adapter = BybitAdapter(make_client(venue, key, secret), venue)
+            try:
+                await adapter.load_markets()
+                await adapter.create_order(
+                    Order("mt-var-1", "BTCUSDT", Side.BUY, Decimal("0.5"), OrderType.MARKET)
+                )
+            finally:
+                await adapter.close()
+
+        asyncio.run(buy())
+        exchange.step()  # the market order fills on the next bar
+        held = CliRunner().invoke(app, args)
+        assert held.exit_code == 0, held.output
+        report = json.loads(held.stdout)
+        assert report["positions"] == [{"symbol": "BTCUSDT", "qty": 0.5}]
+        assert 99_000 < report["equity"] < 101_000
+        assert {r["method"] for r in report["methods"]} == {
+            "historical",
+            "parametric",
+            "cornish_fisher",
+            "ewma",
+            "fhs",
+        }
+        assert all(r["es"] >= r["var"] > 0 for r in report["methods"])
+        monkeypatch.setenv("METHTRADER_API_SECRET", "wrong")
+        refused = CliRunner().invoke(app, args)
+        assert refused.exit_code == 2 and "refused" in refused.stderr and refused.stderr.count("\n") == 1

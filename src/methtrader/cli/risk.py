@@ -14,6 +14,7 @@ from methtrader.cli.backtest import parse_decimal, parse_params
 from methtrader.cli.errors import UserError, fail_on_user_error
 from methtrader.data import DataError
 from methtrader.risk.guard import GuardConfig
+from methtrader.risk.position_file import Book
 from methtrader.strategies import Strategy, StrategyError, load_strategy_class
 
 app = typer.Typer(help="Risk: crash scenarios and Value-at-Risk.", no_args_is_help=True)
@@ -122,27 +123,41 @@ def _print_stress(payload: dict) -> None:
 @app.command("var")
 @fail_on_user_error
 def var_command(
-    positions: Annotated[Path, typer.Argument(help="JSON: {equity, positions: [{symbol, qty, data}]}.")],
+    positions: Annotated[
+        Path | None, typer.Argument(help="JSON: {equity, positions: [{symbol, qty, data}]}.")
+    ] = None,
+    account: Annotated[
+        bool, typer.Option("--account", help="The running account on the exchange instead of a file.")
+    ] = False,
+    network: Annotated[str, typer.Option(help="--account: testnet, demo, mainnet or sim.")] = "testnet",
+    sim_url: Annotated[str | None, typer.Option(help="--account on sim: the simulator's URL.")] = None,
+    interval: Annotated[str, typer.Option(help="--account: kline interval of the history.")] = "1h",
     confidence: Annotated[float, typer.Option(help="Confidence level.")] = 0.99,
     horizon: Annotated[int, typer.Option(help="Horizon in bars of the data.")] = 1,
     window: Annotated[int, typer.Option(help="Bars of history to use.")] = 500,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """VaR and ES of a position file, every method side by side."""
+    """VaR and ES of a position file or of the running account, every method side by side."""
     from methtrader.risk.position_file import load_positions, var_report
 
     if window < 1 or horizon < 1:
         raise UserError(f"--window and --horizon must be >= 1, got {window} and {horizon}")
+    if (positions is None) == (not account):
+        raise UserError("give a position file or --account, not both")
     try:
-        book = load_positions(positions)
-        rows = var_report(book, confidence, horizon, window)
+        book = (
+            load_positions(positions) if positions is not None else _account_book(network, sim_url, interval)
+        )
+        rows = var_report(book, confidence, horizon, window) if book.positions else []
     except (DataError, ValueError) as exc:
         raise UserError(str(exc)) from None
+    held = [{"symbol": symbol, "qty": qty} for symbol, qty, _ in book.positions]
     if as_json:
-        sys.stdout.write(
-            json.dumps({"equity": book.equity, "confidence": confidence, "horizon": horizon, "methods": rows})
-            + "\n"
-        )
+        payload = {"equity": book.equity, "confidence": confidence, "horizon": horizon, "positions": held}
+        sys.stdout.write(json.dumps({**payload, "methods": rows}) + "\n")
+        return
+    if not rows:
+        Console().print(f"no open position: VaR and ES are 0 (equity {book.equity:,.2f})", highlight=False)
         return
     table = Table(title=f"VaR / ES at {confidence:.1%}, {horizon} bar(s), equity {book.equity:,.2f}")
     for column in ("method", "VaR", "ES", "VaR % equity", "ES % equity"):
@@ -156,3 +171,40 @@ def var_command(
             f"{row['es_pct_equity']:.2f}%",
         )
     Console().print(table)
+
+
+def _account_book(network: str, sim_url: str | None, interval: str) -> "Book":
+    """Positions, equity and klines of the account behind METHTRADER_API_KEY/SECRET(_FILE)."""
+    import asyncio
+
+    from ccxt.base.errors import AuthenticationError, BaseError
+
+    from methtrader.cli.run import secret
+    from methtrader.exchange.bybit.adapter import BybitAdapter, VenueSettings, make_client
+    from methtrader.ops.logs import register_secret
+    from methtrader.risk.position_file import account_book
+
+    if network not in ("testnet", "demo", "mainnet", "sim"):
+        raise UserError(f"--network must be testnet, demo, mainnet or sim, got {network!r}")
+    if network == "sim" and not sim_url:
+        raise UserError("--network sim needs --sim-url (the URL `methtrader sim serve` prints)")
+    key, api_secret = secret("METHTRADER_API_KEY"), secret("METHTRADER_API_SECRET")
+    if not key or not api_secret:
+        raise UserError("--account needs METHTRADER_API_KEY and METHTRADER_API_SECRET (or their *_FILE)")
+    register_secret(api_secret)
+    venue = VenueSettings(network=network, sim_url=sim_url)  # type: ignore[arg-type]
+
+    async def fetch() -> "Book":
+        adapter = BybitAdapter(make_client(venue, key, api_secret), venue)
+        try:
+            await adapter.load_markets()
+            return await account_book(adapter, interval)
+        finally:
+            await adapter.close()
+
+    try:
+        return asyncio.run(fetch())
+    except AuthenticationError:
+        raise UserError(f"{network}: the API key was refused (wrong key, secret or permissions)") from None
+    except BaseError as exc:
+        raise UserError(f"{network}: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None

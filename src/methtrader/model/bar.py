@@ -1,5 +1,6 @@
 """OHLCV bars: one `Bar` for event handlers, a `BarSeries` of numpy columns for the hot path."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -8,6 +9,7 @@ MS = 1
 SECOND_MS = 1000
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
+OHLCV_FIELDS = ("open", "high", "low", "close", "volume")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +36,14 @@ class BarSeries:
     low: np.ndarray
     close: np.ndarray
     volume: np.ndarray
+
+    @classmethod
+    def from_bars(cls, bars: Sequence[Bar]) -> "BarSeries":
+        """Columns from bars of one symbol, in the order given (ascending open times)."""
+        if not bars:
+            raise ValueError("no bars")
+        columns = [np.array([getattr(b, name) for b in bars], dtype=float) for name in OHLCV_FIELDS]
+        return cls(bars[0].symbol, np.array([b.ts for b in bars], dtype=np.int64), *columns)
 
     def __len__(self) -> int:
         return len(self.ts)

@@ -23,7 +23,7 @@ from ccxt.base.errors import (
     RequestTimeout,
 )
 
-from methtrader.model import Order, OrderType
+from methtrader.model import Bar, Order, OrderType
 
 if TYPE_CHECKING:
     from methtrader.exchange.bybit.governor import RateGovernor
@@ -259,6 +259,28 @@ class BybitAdapter:
 
     async def fetch_balance(self) -> dict[str, Any]:
         return await self._call(self.client.fetch_balance)
+
+    async def fetch_klines(
+        self, symbol: str, interval: str, start: int | None = None, end: int | None = None, limit: int = 1000
+    ) -> list[Bar]:
+        """Klines from REST, oldest first (Bybit answers newest first, at most 1000 a call); the
+        last one may still be forming."""
+        params: dict[str, Any] = {
+            "category": "linear",
+            "symbol": symbol,
+            "interval": self.client.timeframes.get(interval, interval),
+            "limit": max(1, min(limit, 1000)),
+        }
+        if start is not None:
+            params["start"] = start
+        if end is not None:
+            params["end"] = end
+        response = await self._call(lambda: self.client.publicGetV5MarketKline(params))
+        rows = (response.get("result") or {}).get("list") or []
+        return [
+            Bar(symbol, int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5]))
+            for r in sorted(rows, key=lambda r: int(r[0]))
+        ]
 
     async def fetch_my_trades(self, symbol: str, since_ms: int | None = None) -> list[dict[str, Any]]:
         market = self.market_symbol(symbol)

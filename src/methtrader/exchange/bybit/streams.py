@@ -795,23 +795,8 @@ class StreamFeed:
         return positions, server_ms or _now_ms()
 
     async def _rest_bars(self, start: int | None, end: int | None, limit: int) -> list[Bar]:
-        """Klines from REST, oldest first (Bybit answers newest first, at most 1000)."""
-        params: dict[str, Any] = {
-            "category": "linear",
-            "symbol": self.symbol,
-            "interval": self.client.timeframes.get(self.interval, self.interval),
-            "limit": max(1, min(limit, 1000)),
-        }
-        if start is not None:
-            params["start"] = start
-        if end is not None:
-            params["end"] = end
-        response = await self.adapter._call(lambda: self.client_rest.publicGetV5MarketKline(params))
-        rows = (response.get("result") or {}).get("list") or []
-        return [
-            Bar(self.symbol, int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5]))
-            for r in sorted(rows, key=lambda r: int(r[0]))
-        ]
+        """Klines from REST, oldest first."""
+        return await self.adapter.fetch_klines(self.symbol, self.interval, start, end, limit)
 
     @property
     def client_rest(self) -> Any:
