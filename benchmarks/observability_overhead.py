@@ -14,9 +14,7 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,36 +37,24 @@ def bar_counter(metrics: "Metrics") -> "Callable[[int, int], None]":
 
 
 def backtest_seconds(bars: int, runs: int) -> dict[str, float]:
-    from methtrader.data import gbm_bars
-    from methtrader.engine.backtest import run_backtest
-    from methtrader.exchange.sim.matching import SimConfig
-    from methtrader.model.instrument import generic_perpetual
     from methtrader.ops.logs import configure_logging, reset_logging
     from methtrader.ops.metrics import Metrics
     from methtrader.risk.guard import RiskGuard
-    from methtrader.strategies import SmaCross
+    from workload import sma_cross_run
 
-    series = gbm_bars(bars, seed=7, symbol="SYNTHUSDT")
-    config = SimConfig(fee_taker=Decimal("0.00055"), funding_rate=Decimal(0))
+    run = sma_cross_run(bars)
     best = {"off": float("inf"), "on": float("inf")}
     with open(os.devnull, "w") as sink:
         for _ in range(runs):
             for label in best:
-                metrics = Metrics() if label == "on" else None
-                if metrics is not None:
+                if label == "off":
+                    seconds = run(risk=RiskGuard())
+                else:
+                    metrics = Metrics()
                     configure_logging("bench", stream=sink)
-                guard = RiskGuard(metrics=metrics.risk if metrics is not None else None)
-                start = time.perf_counter()
-                run_backtest(
-                    SmaCross(fast=10, slow=30, qty=1),
-                    [(series, generic_perpetual("SYNTHUSDT"))],
-                    Decimal(10**9),
-                    config,
-                    risk=guard,
-                    progress=bar_counter(metrics) if metrics is not None else None,
-                )
-                best[label] = min(best[label], time.perf_counter() - start)
-                reset_logging()
+                    seconds = run(risk=RiskGuard(metrics=metrics.risk), progress=bar_counter(metrics))
+                    reset_logging()
+                best[label] = min(best[label], seconds)
     return best
 
 

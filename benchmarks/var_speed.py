@@ -37,30 +37,14 @@ def best_ms(call: Callable[[], object], repeat: int, number: int) -> float:
 def guard_overhead(bars: int, seed: int, runs: int = 5) -> dict[str, object]:
     """sma_cross 10/30 backtest on seeded 1-minute bars without and with the default guard
     (VaR 99 %/1 day limit 5 %, evaluated on every bar), best of `runs` each, interleaved."""
-    from decimal import Decimal
-
-    from methtrader.data import gbm_bars
-    from methtrader.engine.backtest import run_backtest
-    from methtrader.exchange.sim.matching import SimConfig
-    from methtrader.model.instrument import generic_perpetual
     from methtrader.risk.guard import RiskGuard
-    from methtrader.strategies import SmaCross
+    from workload import sma_cross_run
 
-    series = gbm_bars(bars, seed=seed, symbol="SYNTHUSDT")
-    config = SimConfig(fee_taker=Decimal("0.00055"), funding_rate=Decimal(0))
+    run = sma_cross_run(bars, seed)
     best = {"without": float("inf"), "with": float("inf")}
     for _ in range(runs):
         for label in best:
-            risk = RiskGuard() if label == "with" else None
-            start = time.perf_counter()
-            run_backtest(
-                SmaCross(fast=10, slow=30, qty=1),
-                [(series, generic_perpetual("SYNTHUSDT"))],
-                Decimal(10**9),
-                config,
-                risk=risk,
-            )
-            best[label] = min(best[label], time.perf_counter() - start)
+            best[label] = min(best[label], run(risk=RiskGuard() if label == "with" else None))
     cost = 1 - best["without"] / best["with"]
     return {
         "bars": bars,
