@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from support.postgres_server import PostgresServer
 from support.redis_server import RedisServer
 
 
@@ -31,6 +32,28 @@ def redis_url(redis_server: RedisServer) -> str:
     finally:
         client.close()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A private PostgreSQL on a free port for the whole session, from the local binaries (run as the
+    `postgres` user when the tests run as root). Fails, never skips, when PostgreSQL is not installed.
+    A test may stop or kill it; `start()` brings it back with its data on the same port."""
+    try:
+        server = PostgresServer()
+        server.start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """URL of the private server's `postgres` database (`postgres_server.create_database()`: a fresh one)."""
+    return postgres_server.url()
 
 
 # ---------------------------------------------------------------------------------------------------
