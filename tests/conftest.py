@@ -56,6 +56,40 @@ def postgres_url(postgres_server: PostgresServer) -> str:
     return postgres_server.url()
 
 
+@pytest.fixture(scope="session")
+def _ledger_templates() -> dict[str, object]:
+    return {}  # backend -> migrated template (SQLite file) or database URL (PostgreSQL), made on first use
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: object, _ledger_templates: dict) -> str:
+    """URL of a migrated, empty ledger, once on SQLite and once on the private PostgreSQL."""
+    from support import ledger_db
+
+    if request.param == "sqlite":
+        if "sqlite" not in _ledger_templates:
+            base = request.getfixturevalue("tmp_path_factory").mktemp("ledger-template")
+            _ledger_templates["sqlite"] = ledger_db.migrate_sqlite_template(base)
+        return ledger_db.fresh_sqlite(_ledger_templates["sqlite"], tmp_path)
+    server = request.getfixturevalue("postgres_server")
+    if "postgresql" not in _ledger_templates:
+        server.start()
+        _ledger_templates["postgresql"] = ledger_db.migrate_postgres_ledger(server)
+    return ledger_db.emptied_postgres(server, _ledger_templates["postgresql"])
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[object]:
+    """A `methtrader.store.Database` on a migrated, empty ledger (parametrised: SQLite, PostgreSQL)."""
+    from methtrader.store import Database
+
+    db = Database.from_url(database_url)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
 # ---------------------------------------------------------------------------------------------------
 # Secrets never reach a log line: every record of the session, rendered by ops.logs' JSON formatter,
 # and every subprocess output a test hands to `log_sink`, is grepped for the test secrets at the end.
