@@ -23,17 +23,21 @@ from methtrader.cli.backtest import parse_decimal, parse_params
 from methtrader.cli.errors import UserError, fail_on_user_error
 from methtrader.data import DataError, resolve_bars
 from methtrader.engine.live import LiveRunner, LiveStatus
+from methtrader.engine.recorder import LedgerRecorder
 from methtrader.exchange.bybit.adapter import BybitAdapter, VenueSettings, make_client
 from methtrader.exchange.bybit.governor import RateGovernor
 from methtrader.exchange.bybit.monitor import RateLimitMonitor
 from methtrader.exchange.sim.runner import AppServer
+from methtrader.ml.blobs import BlobStore
 from methtrader.model import Instrument
 from methtrader.ops.alerts import SlackNotifier, guard_event_alert
+from methtrader.ops.build import build_info
 from methtrader.ops.health import Readiness
 from methtrader.ops.logs import configure_logging, get_logger, register_secret
 from methtrader.ops.metrics import Metrics
-from methtrader.risk.control import ControlError, control_from_settings
+from methtrader.risk.control import ControlError, control_from_settings, now_ms
 from methtrader.risk.guard import GuardConfig, GuardEvent, RiskGuard
+from methtrader.store.database import Database, DatabaseError, describe
 from methtrader.strategies import Strategy, StrategyError, build_strategy
 from methtrader.web.ops import create_ops_app
 
@@ -115,6 +119,55 @@ def _on_guard_event(notifier: SlackNotifier, event: GuardEvent) -> None:
     guard_event_alert(notifier, event.kind, event.detail)
 
 
+def _open_ledger(
+    url: str | None, account: str, mode: str, guard: RiskGuard, metrics: Metrics
+) -> LedgerRecorder:
+    """The ledger (SQLite under var/ by default), migrated; unreachable, the session starts on the
+    journal with new exposure blocked, and replays it once the database answers."""
+    try:
+        db = Database.from_url(url)
+    except DatabaseError as exc:
+        raise UserError(f"ledger database: {exc}") from None
+
+    def backlog(size: int, database_up: bool) -> None:
+        metrics.journal_backlog.set(size)
+        metrics.db_up.set(1 if database_up else 0)
+
+    recorder = LedgerRecorder(
+        db,
+        Path("var/journal") / f"{account}.jsonl",
+        mode=mode,
+        on_outage=lambda reason: guard.unknown_state(f"database: {reason}"),
+        on_recovered=lambda: guard.clear_unknown_state("database back, journal replayed", now_ms()),
+        observe_write=metrics.db_write_latency.observe,
+        observe_backlog=backlog,
+    )
+    try:
+        db.upgrade()
+    except Exception as exc:
+        recorder.outage = recorder.outage or f"cannot migrate: {describe(exc)}"
+    if recorder.outage:
+        guard.unknown_state(f"database: {recorder.outage}", now_ms())
+        log.error("ledger unavailable at start: journaling", detail=recorder.outage, backlog=recorder.backlog)
+    else:
+        recorder.replay()
+    backlog(recorder.backlog, recorder.outage is None)
+    return recorder
+
+
+async def _keep_ledger(recorder: LedgerRecorder, guard: RiskGuard, every_s: float = 2.0) -> None:
+    """While the ledger is down: probe it (in a thread, never blocking trading), replay once it answers."""
+    while True:
+        await asyncio.sleep(every_s)
+        if recorder.outage is None:
+            continue
+        try:
+            await asyncio.to_thread(recorder.db.ping)
+        except DatabaseError:
+            continue
+        recorder.replay()
+
+
 def register(app: typer.Typer) -> None:
     """Add the `run` command to the application."""
 
@@ -186,8 +239,17 @@ def register(app: typer.Typer) -> None:
                 server.start()
             except (OSError, RuntimeError) as exc:
                 raise UserError(f"--metrics-port {metrics_port}: cannot serve ({exc})") from None
+        recorder = _open_ledger(ledger_url, account, mode, guard, metrics)
         session = Session(
-            built, guard, RateGovernor(monitor=monitor), bars, quiet, keep_orders, metrics, readiness
+            built,
+            guard,
+            RateGovernor(monitor=monitor),
+            bars,
+            quiet,
+            keep_orders,
+            metrics,
+            readiness,
+            recorder,
         )
         session.summary = Console(stderr=logs_to_stdout)
         log.info("session starting", mode=mode, strategy=strategy, bars=bars, account=account)
@@ -197,6 +259,7 @@ def register(app: typer.Typer) -> None:
             else:
                 asyncio.run(_live(session, network, mainnet))
         finally:
+            recorder.close()
             monitor.close()
             notifier.close()
             control.close()
@@ -216,6 +279,7 @@ class Session:
     keep_orders: bool
     metrics: Metrics
     readiness: Readiness
+    recorder: LedgerRecorder
     summary: Console = field(default_factory=Console)  # the human summary (stderr when logs use stdout)
 
 
@@ -271,7 +335,11 @@ async def _trade(
         poll_seconds=0.25,
         on_update=(lambda status: live.update(view(status, guard, label))) if live else None,
         observer=session.metrics,
+        recorder=session.recorder,
+        lineage={"code_commit": build_info().commit, "code_dirty": build_info().dirty},
+        blobs=BlobStore(),
     )
+    keeper = asyncio.create_task(_keep_ledger(session.recorder, guard))
     session.metrics.starting_equity = float(cash)
     session.readiness.runner = runner
     loop = asyncio.get_running_loop()
@@ -285,6 +353,7 @@ async def _trade(
             await adapter.cancel_all(instrument.symbol)  # Ctrl-C or the end: leave nothing working
             await runner.reconcile()  # fills that beat the cancel are booked; the rest is closed
     finally:
+        keeper.cancel()
         if live:
             live.stop()
         await adapter.close()

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 from ccxt.base.errors import OrderNotFound
 
@@ -26,6 +26,7 @@ from methtrader.engine.clock import WallClock
 from methtrader.engine.engine import Engine
 from methtrader.engine.ids import RandomIds
 from methtrader.engine.portfolio import Portfolio
+from methtrader.engine.recorder import LedgerRecorder
 from methtrader.engine.risk_hook import NoRisk, RiskHook
 from methtrader.exchange.bybit.adapter import BybitAdapter, ResponseMeta
 from methtrader.exchange.bybit.streams import (
@@ -39,8 +40,10 @@ from methtrader.exchange.bybit.streams import (
     StreamFeed,
     StreamSettings,
 )
+from methtrader.ml.blobs import BlobStore
 from methtrader.model import Bar, Fill, Instrument, Liquidity, Order, OrderStatus, OrderType
 from methtrader.model.order import IllegalTransition
+from methtrader.store.ledger import params_hash
 from methtrader.strategies.base import Strategy
 from methtrader.strategies.indicators import StreamFrames
 
@@ -82,11 +85,15 @@ class LiveVenue:
         self.orders: dict[str, Order] = {}
         self.outbox: asyncio.Queue[tuple[str, Order]] = asyncio.Queue()
         self.on_order = on_order
+        # write-ahead: runs before the order is queued for sending; if it raises, nothing is sent
+        self.before_send: Callable[[Order, int], None] | None = None
 
     def submit(self, order: Order, ts: int) -> Order:
         if order.trade_id in self.orders:
             return self.orders[order.trade_id]
         order.created_ts = order.updated_ts = ts
+        if self.before_send is not None:
+            self.before_send(order, ts)
         self.orders[order.trade_id] = order
         self.open_orders[order.symbol].append(order)
         self.outbox.put_nowait(("create", order))
@@ -177,6 +184,9 @@ class LiveRunner:
         stream_settings: StreamSettings | None = None,
         settle_seconds: float = 5.0,
         observer: LiveObserver | None = None,
+        recorder: LedgerRecorder | None = None,
+        lineage: dict[str, Any] | None = None,
+        blobs: BlobStore | None = None,
     ) -> None:
         if feed is not None and (feed.callback is not None or feed.on_event is not None):
             raise ValueError("the runner handles the feed's events: give it a feed without a handler")
@@ -190,7 +200,12 @@ class LiveRunner:
         self.settle_seconds = settle_seconds
         self.stream_settings = stream_settings or (feed.settings if feed else StreamSettings())
         self.observer = observer
-        self.venue = LiveVenue([self.symbol], observer.on_order if observer is not None else None)
+        self.recorder = recorder
+        self.lineage = lineage or {}  # fixed lineage fields of the session (code commit...)
+        self.blobs = blobs  # where a model decision's features and raw window are kept
+        self.venue = LiveVenue([self.symbol], self._order_changed)
+        if recorder is not None:
+            self.venue.before_send = self._write_ahead
         self.portfolio = Portfolio(cash)
         self.clock = WallClock()
         self.engine = Engine(
@@ -421,6 +436,13 @@ class LiveRunner:
                     },
                 )
             self.engine.on_fills(fills)
+            if self.recorder is not None:
+                self.recorder.fills(fills)
+                for order in {o.trade_id: o for o in touched}.values():
+                    self.recorder.event(
+                        order.trade_id, "execution", str(order.status), {"filled_qty": str(order.filled_qty)},
+                        self.clock.now(), {"filled_qty": order.filled_qty, "status": str(order.status)},
+                    )  # fmt: skip
             if self.observer is not None:
                 self.observer.on_fills(fills)
             for order in touched:
@@ -519,6 +541,11 @@ class LiveRunner:
                 done.set()
             exchange_id = str(placed.get("id") or "")
             self._acked[order.trade_id] = time.monotonic()
+            if self.recorder is not None:
+                self.recorder.event(
+                    order.trade_id, "acknowledged", None, {"order_id": exchange_id}, self.clock.now(),
+                    {"exchange_order_id": exchange_id},
+                )  # fmt: skip
             log.info(
                 "order placed",
                 extra={
@@ -560,6 +587,37 @@ class LiveRunner:
             for message in feed.errors[-new:]:
                 self._error(message)
             self._feed_errors = feed.error_count
+
+    def _order_changed(self, order: Order, event: str) -> None:
+        if self.recorder is not None and event != "submitted":  # the write-ahead covered "submitted"
+            status = str(order.status)
+            update = {"status": status, "filled_qty": order.filled_qty, "reject_reason": order.reject_reason}
+            self.recorder.event(
+                order.trade_id, event, status, {"reason": order.reject_reason}, self.clock.now(), update
+            )
+        if self.observer is not None:
+            self.observer.on_order(order, event)
+
+    def _write_ahead(self, order: Order, ts: int) -> None:
+        """Commit the order and what produced it before it can be sent (see LiveVenue.submit)."""
+        assert self.recorder is not None
+        risk = self.engine.risk
+        guard_order = order.trade_id in getattr(risk, "liquidation_ids", ())
+        params = {} if guard_order else self.strategy.params()
+        lineage = {
+            **self.lineage,
+            "strategy": "risk_guard" if guard_order else self.strategy.name or type(self.strategy).__name__,
+            "params": {k: str(v) if isinstance(v, Decimal) else v for k, v in params.items()},
+            "risk_snapshot": getattr(risk, "snapshot", dict)(),
+        }
+        decision = None if guard_order else getattr(self.strategy, "last_decision", None)
+        if decision is not None and self.blobs is not None:  # a model's decision: its exact inputs
+            lineage["features_hash"] = self.blobs.put(decision.blob())
+            lineage["model_run_id"] = decision.run_id
+            lineage["model_name"] = decision.model_name
+            lineage["model_version"] = decision.model_version
+        lineage["params_hash"] = params_hash(lineage["params"])
+        self.recorder.order(order, lineage, ts)
 
     def _error(self, message: str) -> None:
         self.status.errors = [*self.status.errors[-4:], message]

@@ -292,6 +292,38 @@ class RiskGuard:
         if self.metrics is not None:
             self.metrics.observe(self)
 
+    def snapshot(self) -> dict[str, object]:
+        """The risk state a decision was taken under (lineage): state, VaR, ES, equity, limits."""
+
+        def number(value: float) -> float | None:
+            return round(value, 6) if math.isfinite(value) else None
+
+        cfg = self.config
+        return {
+            "state": self.state.state.name,
+            "reason": self.state.reason,
+            "var": number(self.last_var),
+            "es": number(self.last_es),
+            "equity": number(self.last_equity),
+            "var_limit": cfg.var_limit,
+            "confidence": cfg.model.confidence,
+            "horizon_ms": cfg.model.horizon_ms,
+            "drawdown_reduce": cfg.drawdown_reduce,
+            "drawdown_halt": cfg.drawdown_halt,
+            "daily_loss_halt": cfg.daily_loss_halt,
+        }
+
+    def clear_unknown_state(self, reason: str, ts: int) -> bool:
+        """Back to ACTIVE after an unknown state was resolved (database back, journal replayed),
+        only if nothing else tightened the state since; recorded like any change."""
+        machine = self.state
+        if machine.state is not TradingState.REDUCING or not machine.reason.startswith("unknown state:"):
+            return False
+        if not machine.resume(f"resolved: {reason}", ts, "guard"):
+            return False
+        self._record(GuardEvent(ts, "unknown_state_cleared", reason))
+        return True
+
     def poll(self, ts: int) -> None:
         """Between bars (paper and live): obey a brake or resume at once, keep flattening."""
         if self.control is not None:
