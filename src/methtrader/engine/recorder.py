@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 from methtrader.store import ledger, schema
 from methtrader.store.database import Database, describe
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 Op = dict[str, Any]
+# the database is not answering (as opposed to a write it refuses: that is a bug, and it raises)
+UNREACHABLE = (OperationalError, InterfaceError, DisconnectionError)
 
 
 class LedgerRecorder:
@@ -133,7 +135,7 @@ class LedgerRecorder:
         ops = [json.loads(line) for line in lines if line]
         try:
             self._commit(ops)
-        except SQLAlchemyError as exc:
+        except UNREACHABLE as exc:
             log.warning("journal replay failed", extra={"detail": describe(exc), "backlog": self.backlog})
             return False
         self._journal.close()
@@ -163,7 +165,7 @@ class LedgerRecorder:
             try:
                 self._commit(ops)
                 return
-            except SQLAlchemyError as exc:
+            except UNREACHABLE as exc:
                 self.outage = describe(exc)
                 log.error("database unreachable: journaling", extra={"detail": self.outage})
                 if self.on_outage is not None:
@@ -194,8 +196,8 @@ def _apply(conn: Connection, op: Op) -> None:
     if kind == "order":
         ledger.insert_ignoring_duplicates(conn, schema.orders, [_decimals(op["row"])], ["trade_id"])
     elif kind == "lineage":
-        row = dict(op["row"])
-        row.setdefault("params_hash", ledger.params_hash(row.get("params", {})))
+        row = {"params": {}, "risk_snapshot": {}, **op["row"]}
+        row.setdefault("params_hash", ledger.params_hash(row["params"]))
         ledger.insert_ignoring_duplicates(conn, schema.lineage, [row], ["trade_id"])
     elif kind == "event":
         row = op["row"]
