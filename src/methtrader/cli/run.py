@@ -108,7 +108,17 @@ def _log_file(path: Path = Path("var/logs/run.jsonl")) -> TextIO:
         raise UserError(f"cannot write the log file {path}: {exc.strerror}") from None
 
 
-def _on_guard_event(notifier: SlackNotifier, event: GuardEvent) -> None:
+def _on_guard_event(
+    notifier: SlackNotifier, recorder: LedgerRecorder, guard: RiskGuard, event: GuardEvent
+) -> None:
+    change = guard.state.history[-1] if guard.state.history else None
+    recorder.guard_change(
+        event.ts,
+        change.old.name if change is not None else "",
+        guard.state.state.name,
+        f"{event.kind}: {event.detail}",
+        guard.snapshot(),
+    )
     log.warning(
         "risk guard event",
         kind=event.kind,
@@ -120,7 +130,7 @@ def _on_guard_event(notifier: SlackNotifier, event: GuardEvent) -> None:
 
 
 def _open_ledger(
-    url: str | None, account: str, mode: str, guard: RiskGuard, metrics: Metrics
+    url: str | None, account: str, mode: str, guard: RiskGuard, metrics: Metrics, notifier: SlackNotifier
 ) -> LedgerRecorder:
     """The ledger (SQLite under var/ by default), migrated; unreachable, the session starts on the
     journal with new exposure blocked, and replays it once the database answers."""
@@ -142,6 +152,7 @@ def _open_ledger(
         observe_write=metrics.db_write_latency.observe,
         observe_backlog=backlog,
     )
+    guard.on_event = lambda event: _on_guard_event(notifier, recorder, guard, event)
     try:
         db.upgrade()
     except Exception as exc:
@@ -155,17 +166,18 @@ def _open_ledger(
     return recorder
 
 
-async def _keep_ledger(recorder: LedgerRecorder, guard: RiskGuard, every_s: float = 2.0) -> None:
-    """While the ledger is down: probe it (in a thread, never blocking trading), replay once it answers."""
+async def _keep_ledger(recorder: LedgerRecorder, guard: RiskGuard, every_s: float = 1.0) -> None:
+    """Probe the ledger (in a thread, never blocking trading): an outage is noticed between writes,
+    and the journal is replayed once the database answers again."""
     while True:
         await asyncio.sleep(every_s)
-        if recorder.outage is None:
-            continue
         try:
             await asyncio.to_thread(recorder.db.ping)
-        except DatabaseError:
+        except DatabaseError as exc:
+            recorder.mark_outage(str(exc))
             continue
-        recorder.replay()
+        if recorder.outage is not None:
+            recorder.replay()
 
 
 def register(app: typer.Typer) -> None:
@@ -230,7 +242,6 @@ def register(app: typer.Typer) -> None:
         guard = RiskGuard(GuardConfig(), control=control, metrics=metrics.risk)
         notifier = SlackNotifier(secret("METHTRADER_SLACK_WEBHOOK_URL") or None, registry=registry)
         monitor = RateLimitMonitor(registry=registry, notifier=notifier)
-        guard.on_event = lambda event: _on_guard_event(notifier, event)
         readiness = Readiness(guard, metrics, ledger_url, redis_url)
         server = None
         if metrics_port:
@@ -239,7 +250,7 @@ def register(app: typer.Typer) -> None:
                 server.start()
             except (OSError, RuntimeError) as exc:
                 raise UserError(f"--metrics-port {metrics_port}: cannot serve ({exc})") from None
-        recorder = _open_ledger(ledger_url, account, mode, guard, metrics)
+        recorder = _open_ledger(ledger_url, account, mode, guard, metrics, notifier)
         session = Session(
             built,
             guard,

@@ -150,6 +150,16 @@ class LedgerRecorder:
             self.on_recovered()
         return True
 
+    def mark_outage(self, reason: str) -> None:
+        """The database stopped answering (a failed write, or a health probe): journal from now on."""
+        if self.outage is not None:
+            return
+        self.outage = reason
+        log.error("database unreachable: journaling", extra={"detail": reason})
+        self._observe_backlog()
+        if self.on_outage is not None:
+            self.on_outage(reason)
+
     def close(self) -> None:
         self._journal.close()
 
@@ -166,10 +176,7 @@ class LedgerRecorder:
                 self._commit(ops)
                 return
             except UNREACHABLE as exc:
-                self.outage = describe(exc)
-                log.error("database unreachable: journaling", extra={"detail": self.outage})
-                if self.on_outage is not None:
-                    self.on_outage(self.outage)
+                self.mark_outage(describe(exc))
         for op in ops:  # committed to the journal: durable before we go on
             self._journal.write(canonical_json(op) + "\n")
         self._journal.flush()
