@@ -260,6 +260,24 @@ class BybitAdapter:
     async def fetch_balance(self) -> dict[str, Any]:
         return await self._call(self.client.fetch_balance)
 
+    async def fetch_pages(self, endpoint: str, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+        """Every page of a V5 list endpoint (ccxt's implicit method name, e.g.
+        `privateGetV5ExecutionList`), and the server time of the first answer."""
+        method = getattr(self.client, endpoint)
+        rows: list[dict[str, Any]] = []
+        cursor = ""
+        server_ms = 0
+        for _ in range(1000):
+            query = {**params, "cursor": cursor} if cursor else dict(params)
+            response = await self._call(lambda query=query: method(query))
+            server_ms = server_ms or int(response.get("time") or 0)
+            result = response.get("result") or {}
+            rows.extend(result.get("list") or [])
+            cursor = result.get("nextPageCursor") or ""
+            if not cursor:
+                break
+        return rows, server_ms
+
     async def fetch_klines(
         self, symbol: str, interval: str, start: int | None = None, end: int | None = None, limit: int = 1000
     ) -> list[Bar]:

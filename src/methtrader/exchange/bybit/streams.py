@@ -746,27 +746,9 @@ class StreamFeed:
             since = max(since, self._check.exec_ts - s.exec_margin_ms)
         return max(since, _now_ms() - WEEK_MS + s.clock_margin_ms)  # Bybit's 7-day window
 
-    async def _paged(
-        self, method: Callable[[dict[str, Any]], Awaitable[Any]], params: dict[str, Any]
-    ) -> tuple[list[dict[str, Any]], int]:
-        """Every page of a V5 list endpoint, and the server time of the first answer."""
-        rows: list[dict[str, Any]] = []
-        cursor = ""
-        server_ms = 0
-        for _ in range(1000):
-            query = {**params, "cursor": cursor} if cursor else dict(params)
-            response = await self.adapter._call(lambda query=query: method(query))
-            server_ms = server_ms or int(response.get("time") or 0)
-            result = response.get("result") or {}
-            rows.extend(result.get("list") or [])
-            cursor = result.get("nextPageCursor") or ""
-            if not cursor:
-                break
-        return rows, server_ms
-
     async def _rest_executions(self, since: int) -> int:
-        rows, _ = await self._paged(
-            self.client_rest.privateGetV5ExecutionList,
+        rows, _ = await self.adapter.fetch_pages(
+            "privateGetV5ExecutionList",
             {"category": "linear", "symbol": self.symbol, "startTime": since, "limit": 100},
         )
         rows.sort(key=lambda r: (int(r.get("execTime") or 0), int(r.get("seq") or 0)))
@@ -777,15 +759,14 @@ class StreamFeed:
         return len(fresh)
 
     async def _rest_open_orders(self) -> tuple[list[OrderUpdate], int]:
-        rows, server_ms = await self._paged(
-            self.client_rest.privateGetV5OrderRealtime,
-            {"category": "linear", "symbol": self.symbol, "limit": 50},
+        rows, server_ms = await self.adapter.fetch_pages(
+            "privateGetV5OrderRealtime", {"category": "linear", "symbol": self.symbol, "limit": 50}
         )
         return [parse_order(r) for r in rows], server_ms
 
     async def _rest_positions(self) -> tuple[dict[str, Decimal], int]:
-        rows, server_ms = await self._paged(
-            self.client_rest.privateGetV5PositionList, {"category": "linear", "symbol": self.symbol}
+        rows, server_ms = await self.adapter.fetch_pages(
+            "privateGetV5PositionList", {"category": "linear", "symbol": self.symbol}
         )
         positions: dict[str, Decimal] = {}
         for row in rows:
@@ -797,11 +778,6 @@ class StreamFeed:
     async def _rest_bars(self, start: int | None, end: int | None, limit: int) -> list[Bar]:
         """Klines from REST, oldest first."""
         return await self.adapter.fetch_klines(self.symbol, self.interval, start, end, limit)
-
-    @property
-    def client_rest(self) -> Any:
-        """REST goes through the adapter's client: its headers reach the adapter's observers."""
-        return self.adapter.client
 
     # ------------------------------------------------------------------ plumbing
     def _emit(self, event: FeedEvent) -> None:
