@@ -3,7 +3,6 @@ MLflow run with a registered version (a tiny scikit-learn model in a temp SQLite
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -14,67 +13,15 @@ import pytest
 
 from methtrader.ml.blobs import BlobStore, decision_blob
 from methtrader.store import Database, ledger
+from support.mlflow_run import COMMIT, MlflowRun, log_tiny_model
 
 T0 = 1_764_000_000_000
-MODEL_NAME = "audit-test-model"
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-@dataclass(frozen=True)
-class MlflowRun:
-    tracking_uri: str
-    run_id: str
-    name: str
-    version: str
-    experiment_id: str
 
 
 @pytest.fixture(scope="session")
 def mlflow_run(tmp_path_factory: pytest.TempPathFactory) -> MlflowRun:
-    """A logistic regression fitted on 200 rows, logged with params, metrics, tags, a dataset input and
-    the model artifact, and registered as version 1 of MODEL_NAME."""
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    import warnings
-
-    import mlflow
-    import mlflow.data
-    import mlflow.sklearn
-    import pandas as pd
-    from sklearn.linear_model import LogisticRegression
-
-    folder = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
-    experiment = client.create_experiment("audit-tests", artifact_location=(folder / "mlruns").as_uri())
-    rng = np.random.default_rng(0)
-    x = pd.DataFrame(rng.normal(size=(200, 3)), columns=["ret_1", "rsi_14", "vol_20"])
-    y = (x["ret_1"] > 0).astype(int)
-    clf = LogisticRegression().fit(x, y)
-    previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with mlflow.start_run(experiment_id=experiment, run_name="audit-test") as run:
-                mlflow.log_params({"model": "logistic", "features": "ret_1,rsi_14,vol_20", "seed": 0})
-                mlflow.log_metrics({"accuracy": float(clf.score(x, y)), "log_loss": 0.25})
-                mlflow.set_tags(
-                    {"git_commit": COMMIT, "mlflow.source.git.commit": COMMIT, "dataset_sha256": "d" * 64}
-                )
-                dataset = mlflow.data.from_pandas(x, source="synthetic", name="synthetic", digest="d" * 32)
-                mlflow.log_input(dataset, context="training")
-                info = mlflow.sklearn.log_model(
-                    clf, name="model", pip_requirements=["scikit-learn"], serialization_format="skops"
-                )
-            client.create_registered_model(MODEL_NAME)
-            version = client.create_model_version(
-                MODEL_NAME, source=f"models:/{info.model_id}", run_id=run.info.run_id, model_id=info.model_id
-            )
-    finally:
-        mlflow.set_tracking_uri(previous[0])
-        mlflow.set_registry_uri(previous[1])
-    return MlflowRun(uri, run.info.run_id, MODEL_NAME, str(version.version), experiment)
+    """A logistic regression logged to a temp SQLite MLflow store and registered (version 1)."""
+    return log_tiny_model(tmp_path_factory.mktemp("mlflow"))
 
 
 @dataclass(frozen=True)
