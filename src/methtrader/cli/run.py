@@ -5,6 +5,7 @@ and `/readyz`, and the emergency brake of the account (Redis or `var/`) obeyed b
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -153,6 +154,7 @@ def _open_ledger(
         observe_backlog=backlog,
     )
     guard.on_event = lambda event: _on_guard_event(notifier, recorder, guard, event)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its per-step INFO lines say nothing here
     try:
         db.upgrade()
     except Exception as exc:
@@ -199,6 +201,12 @@ def register(app: typer.Typer) -> None:
         ] = 3600,
         bars: Annotated[int, typer.Option(help="Stop after this many bars (0 = until Ctrl-C).")] = 0,
         cash: Annotated[str, typer.Option(help="Paper: starting USDT.")] = "10000",
+        sim_url: Annotated[
+            str | None,
+            typer.Option(
+                help="Paper: trade this running `methtrader sim serve` (keys from the environment)."
+            ),
+        ] = None,
         network: Annotated[str, typer.Option(help="Live: testnet, demo or mainnet.")] = "testnet",
         mainnet: Annotated[bool, typer.Option("--i-mean-mainnet", help="Required to trade mainnet.")] = False,
         metrics_port: Annotated[
@@ -265,7 +273,9 @@ def register(app: typer.Typer) -> None:
         session.summary = Console(stderr=logs_to_stdout)
         log.info("session starting", mode=mode, strategy=strategy, bars=bars, account=account)
         try:
-            if mode == "paper":
+            if mode == "paper" and sim_url:
+                asyncio.run(_exchange(session, "sim", sim_url))
+            elif mode == "paper":
                 asyncio.run(_paper(session, data, speed, money))
             else:
                 asyncio.run(_live(session, network, mainnet))
@@ -316,16 +326,24 @@ async def _live(session: Session, network: str, mainnet: bool) -> None:
         raise UserError(f"--network must be testnet, demo or mainnet, got {network!r}")
     if network == "mainnet" and not mainnet:
         raise UserError("mainnet trades real money: add --i-mean-mainnet to confirm")
+    await _exchange(session, network)
+
+
+async def _exchange(session: Session, network: str, sim_url: str | None = None) -> None:
+    """Trade an account that lives on an exchange (Bybit, or a simulator that outlives this
+    process): its keys come from the environment, its cash from its balance."""
     key, api_secret = secret("METHTRADER_API_KEY"), secret("METHTRADER_API_SECRET")
-    register_secret(api_secret)
     if not key or not api_secret:
-        raise UserError("live mode needs METHTRADER_API_KEY and METHTRADER_API_SECRET (or their *_FILE)")
+        raise UserError(f"{network} needs METHTRADER_API_KEY and METHTRADER_API_SECRET (or their *_FILE)")
+    register_secret(api_secret)
     from methtrader.model.instrument import BTCUSDT
 
-    venue = VenueSettings(network=network)  # type: ignore[arg-type]
-    await _trade(
-        session, BybitAdapter(make_client(venue, key, api_secret), venue), BTCUSDT, None, f"live {network}"
-    )
+    try:
+        venue = VenueSettings(network=network, sim_url=sim_url)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    label = f"paper {sim_url}" if sim_url else f"live {network}"
+    await _trade(session, BybitAdapter(make_client(venue, key, api_secret), venue), BTCUSDT, None, label)
 
 
 async def _trade(

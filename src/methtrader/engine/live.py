@@ -14,6 +14,7 @@ the end of a run, so the ledger ends equal to the exchange's.
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from methtrader.engine.clock import WallClock
 from methtrader.engine.engine import Engine
 from methtrader.engine.ids import RandomIds
 from methtrader.engine.portfolio import Portfolio
+from methtrader.engine.reconcile import FINAL_STATUS, LedgerReconciliation, reconcile_ledger
 from methtrader.engine.recorder import LedgerRecorder
 from methtrader.engine.risk_hook import NoRisk, RiskHook
 from methtrader.exchange.bybit.adapter import BybitAdapter, ResponseMeta
@@ -51,15 +53,6 @@ ZERO = Decimal(0)
 log = logging.getLogger(__name__)  # ids and amounts go in `extra` (the body), never in labels
 SENDERS = 4  # requests in flight at once: a slow answer does not hold up the next order
 LIST_LAG_S = 1.0  # an order acknowledged this recently may not be in Bybit's open-order list yet
-
-# Bybit's final order states; Cancelled variants leave the executed part in place
-FINAL_STATUS = {
-    "Filled": OrderStatus.FILLED,
-    "Cancelled": OrderStatus.CANCELLED,
-    "PartiallyFilledCanceled": OrderStatus.CANCELLED,
-    "Deactivated": OrderStatus.CANCELLED,
-    "Rejected": OrderStatus.REJECTED,
-}
 
 
 class LiveObserver(Protocol):
@@ -203,6 +196,8 @@ class LiveRunner:
         self.recorder = recorder
         self.lineage = lineage or {}  # fixed lineage fields of the session (code commit...)
         self.blobs = blobs  # where a model decision's features and raw window are kept
+        self.ledger_check: LedgerReconciliation | None = None
+        self._crash_at = os.environ.get("METHTRADER_CRASH_AT", "")
         self.venue = LiveVenue([self.symbol], self._order_changed)
         if recorder is not None:
             self.venue.before_send = self._write_ahead
@@ -249,6 +244,8 @@ class LiveRunner:
         """Trade until `max_bars` new bars were handled (None: until `stop()`); the `warmup`
         bars before them only feed the indicators and the risk model."""
         await self.adapter.load_markets()
+        if self.recorder is not None:
+            await self._reconcile_ledger()
         feed = self.feed
         self._max_bars = max_bars
         start = getattr(self.engine.risk, "start_live", None)
@@ -438,6 +435,7 @@ class LiveRunner:
             self.engine.on_fills(fills)
             if self.recorder is not None:
                 self.recorder.fills(fills)
+                self._crash("after_fill")
                 for order in {o.trade_id: o for o in touched}.values():
                     self.recorder.event(
                         order.trade_id, "execution", str(order.status), {"filled_qty": str(order.filled_qty)},
@@ -532,6 +530,7 @@ class LiveRunner:
         confirmed by the order stream (or the next reconciliation), with its executed part."""
         if action == "create":
             done = self._created.setdefault(order.trade_id, asyncio.Event())
+            self._crash("before_send")
             try:
                 placed = await self.adapter.create_order(order)
             except Exception as exc:
@@ -539,6 +538,7 @@ class LiveRunner:
                 return
             finally:
                 done.set()
+            self._crash("after_send")
             exchange_id = str(placed.get("id") or "")
             self._acked[order.trade_id] = time.monotonic()
             if self.recorder is not None:
@@ -587,6 +587,40 @@ class LiveRunner:
             for message in feed.errors[-new:]:
                 self._error(message)
             self._feed_errors = feed.error_count
+
+    async def _reconcile_ledger(self) -> None:
+        """Before trading: the ledger brought in line with the exchange (see engine.reconcile)."""
+        assert self.recorder is not None
+        if self.recorder.outage is not None:
+            self._error(f"ledger not reconciled at start: {self.recorder.outage}")
+            return
+        try:
+            check = await reconcile_ledger(self.adapter, self.recorder, self.symbol)
+        except Exception as exc:
+            self._error(f"ledger reconciliation: {type(exc).__name__}: {exc}")
+            return
+        self.ledger_check = check
+        log.info(
+            "ledger reconciled",
+            extra={
+                "open_orders": check.open_orders,
+                "never_sent": check.never_sent,
+                "updated": check.updated,
+                "fills_inserted": check.fills_inserted,
+                "ledger_position": str(check.ledger_position),
+                "exchange_position": str(check.exchange_position),
+            },
+        )
+        if not check.consistent:
+            self._error(
+                f"position at start: ledger {check.ledger_position}, exchange {check.exchange_position}"
+            )
+
+    def _crash(self, point: str) -> None:
+        """Chaos testing: die here, as a power cut would, when METHTRADER_CRASH_AT names `point`."""
+        if self._crash_at == point:
+            log.error("crashing on purpose", extra={"point": point})
+            os._exit(70)
 
     def _order_changed(self, order: Order, event: str) -> None:
         if self.recorder is not None and event != "submitted":  # the write-ahead covered "submitted"

@@ -1,0 +1,118 @@
+"""Kill the trader at each step of an order's life — after it is written but before the request
+leaves, after the exchange took it but before its answer was recorded, after its fill was booked
+but before the order was closed — then restart it: the start-up reconciliation leaves the ledger
+equal to the exchange (the simulator, in its own process, outlives the trader)."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from methtrader.exchange.sim.runner import free_port
+from methtrader.store import Database, schema
+
+SIM = [sys.executable, "-m", "methtrader.cli.sim"]
+RUN = [sys.executable, "-m", "methtrader.cli.main", "run", "--quiet", "--metrics-port", "0",
+       "-p", "fast=2", "-p", "slow=5"]  # fmt: skip
+
+
+@pytest.fixture
+def simulator(tmp_path: Path):
+    """`methtrader sim serve` in its own process, and an API key for it."""
+    state = tmp_path / "sim"
+    port = free_port()
+    proc = subprocess.Popen(
+        [*SIM, "serve", "--port", str(port), "--speed", "7200", "--state-dir", str(state)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            httpx.get(f"{url}/v5/market/time", timeout=1)
+            break
+        except httpx.TransportError:
+            assert proc.poll() is None and time.monotonic() < deadline, "simulator did not start"
+            time.sleep(0.1)
+    created = json.loads(
+        subprocess.run([*SIM, "add-key", "--state-dir", str(state), "--json"], capture_output=True,
+                       check=True, text=True).stdout
+    )  # fmt: skip
+    try:
+        yield url, created["api_key"], created["api_secret"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def exchange_view(url: str, key: str, secret: str) -> tuple[dict[str, str], set[str]]:
+    """Order statuses by orderLinkId and execution ids, straight from the exchange's REST API."""
+    import asyncio
+
+    from methtrader.exchange.bybit.adapter import BybitAdapter, VenueSettings, make_client
+
+    async def read() -> tuple[dict[str, str], set[str]]:
+        venue = VenueSettings(network="sim", sim_url=url)
+        adapter = BybitAdapter(make_client(venue, key, secret), venue)
+        try:
+            query = {"category": "linear", "symbol": "BTCUSDT", "limit": 50}
+            history, _ = await adapter.fetch_pages("privateGetV5OrderHistory", query)
+            live, _ = await adapter.fetch_pages("privateGetV5OrderRealtime", query)
+            executions, _ = await adapter.fetch_pages("privateGetV5ExecutionList", {**query, "limit": 100})
+        finally:
+            await adapter.close()
+        statuses = {r["orderLinkId"]: r["orderStatus"] for r in [*history, *live]}
+        return statuses, {r["execId"] for r in executions}
+
+    return asyncio.run(read())
+
+
+@pytest.mark.parametrize("point", ["before_send", "after_send", "after_fill"])
+def test_restart_after_a_crash_leaves_the_ledger_equal_to_the_exchange(tmp_path, simulator, point, log_sink):
+    url, key, secret = simulator
+    env = {**os.environ, "METHTRADER_API_KEY": key, "METHTRADER_API_SECRET": secret}
+    crashed = subprocess.run(
+        [*RUN, "--sim-url", url, "--bars", "400"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**env, "METHTRADER_CRASH_AT": point},
+    )  # fmt: skip
+    log_sink(crashed.stdout + crashed.stderr)
+    assert crashed.returncode == 70, crashed.stderr[-2000:]  # died at the point, not before
+    with Database.from_url(f"sqlite:///{tmp_path / 'var' / 'methtrader.db'}") as db, db.connect() as conn:
+        victim, status = conn.execute(select(schema.orders.c.trade_id, schema.orders.c.status)).one()
+    assert status == "New"  # the ledger knew the order before it could be sent, nothing after
+
+    restarted = subprocess.run(
+        [*RUN, "--sim-url", url, "--bars", "6"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env=env,
+    )  # fmt: skip
+    log_sink(restarted.stdout + restarted.stderr)
+    assert restarted.returncode == 0, restarted.stderr[-2000:]
+    found = [json.loads(line) for line in restarted.stdout.splitlines() if "ledger reconcil" in line]
+    assert found and found[0]["event"] == "ledger reconciled", restarted.stdout[-3000:]
+    check = found[0]
+    statuses, executions = exchange_view(url, key, secret)
+    with Database.from_url(f"sqlite:///{tmp_path / 'var' / 'methtrader.db'}") as db, db.connect() as conn:
+        ledger = dict(conn.execute(select(schema.orders.c.trade_id, schema.orders.c.status)).all())
+        fills = conn.execute(select(schema.fills.c.exec_id, schema.fills.c.trade_id)).all()
+        events = (
+            conn.execute(select(schema.order_events.c.kind).where(schema.order_events.c.trade_id == victim))
+            .scalars()
+            .all()
+        )
+    assert {exec_id for exec_id, _ in fills} == executions and len(fills) == len(executions)  # once each
+    if point == "before_send":
+        assert check["never_sent"] == [victim] and victim not in statuses
+        assert ledger[victim] == "Rejected" and "not_on_exchange" in events
+        ledger.pop(victim)
+    else:
+        assert check["updated"] == {victim: "Filled"} and "reconciled" in events
+        assert check["fills_inserted"] == (1 if point == "after_send" else 0)
+    assert ledger == statuses  # every other order: the exchange's status
+    assert Decimal(check["ledger_position"]) == Decimal(check["exchange_position"])
