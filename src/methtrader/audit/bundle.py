@@ -114,14 +114,17 @@ class TradeRecord:
 def read_trade(db: Database, trade_id: str) -> TradeRecord:
     """The order, its events, fills and lineage, and the audit chain head; BundleError if unknown."""
     try:
-        with db.connect() as conn, conn.begin():
-            order = get_order(conn, trade_id)
-            if order is None:
-                raise TradeNotFoundError(f"no trade {trade_id!r} in the ledger {db.url}")
-            events = order_events(conn, trade_id)
-            fills = fills_for(conn, trade_id)
-            lineage = get_lineage(conn, trade_id)
-            head = conn.execute(select(schema.audit_chain_head)).mappings().first()
+        with db.connect() as conn:
+            if db.dialect == "postgresql":  # one snapshot for every query (SQLite: BEGIN IMMEDIATE)
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                order = get_order(conn, trade_id)
+                if order is None:
+                    raise TradeNotFoundError(f"no trade {trade_id!r} in the ledger {db.url}")
+                events = order_events(conn, trade_id)
+                fills = fills_for(conn, trade_id)
+                lineage = get_lineage(conn, trade_id)
+                head = conn.execute(select(schema.audit_chain_head)).mappings().first()
     except SQLAlchemyError as exc:
         raise BundleError(f"cannot read the ledger {db.url}: {describe(exc)}") from None
     except DatabaseError as exc:
@@ -188,21 +191,6 @@ def mlflow_client(uri: str) -> Any:
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
     except Exception as exc:
         raise BundleError(f"MLflow at {uri} is not usable: {_one_line(exc)}") from None
-
-
-def _plain(value: Any) -> Any:
-    """MLflow entities (protobuf-backed) as JSON-ready values."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if hasattr(value, "to_dictionary"):
-        return _plain(value.to_dictionary())
-    if hasattr(value, "__dict__"):
-        return {k.lstrip("_"): _plain(v) for k, v in vars(value).items() if not callable(v)}
-    return str(value)
 
 
 def model_record(lineage: Mapping[str, Any] | None, tracking_uri: str | None) -> dict[str, Any]:
