@@ -104,7 +104,13 @@ def percentiles(values_ns: list[int]) -> dict[str, float]:
 
 
 async def trade(
-    pipe: Any, decisions: int, warmup: int, freeze_gc: bool, reconcile_s: float, observe: bool = False
+    pipe: Any,
+    decisions: int,
+    warmup: int,
+    freeze_gc: bool,
+    reconcile_s: float,
+    observe: bool = False,
+    ledger: str = "",
 ) -> dict[str, Any]:
     from aiohttp import WSMsgType
     from ccxt.async_support.base.ws.client import Client
@@ -150,6 +156,17 @@ async def trade(
         observer = Metrics()
         configure_logging("bench", stream=open(os.devnull, "w"))  # noqa: SIM115 (lives as long as the process)
 
+    recorder = None
+    if ledger:  # the write-ahead ledger of `methtrader run`: each order committed before it is sent
+        from pathlib import Path
+
+        from methtrader.engine.recorder import LedgerRecorder
+        from methtrader.store import Database
+
+        db = Database.from_url(ledger)
+        db.upgrade()
+        recorder = LedgerRecorder(db, Path(tempfile.mkdtemp()) / "journal.jsonl")
+
     url, key, secret = pipe.recv()
     venue = VenueSettings(network="sim", sim_url=url)
     adapter = BybitAdapter(make_client(venue, key, secret), venue)
@@ -163,6 +180,7 @@ async def trade(
         settle_seconds=3.0,
         stream_settings=StreamSettings(reconcile_interval_s=reconcile_s),
         observer=observer,
+        recorder=recorder,
     )
     fetch = adapter.client.fetch
 
@@ -238,6 +256,7 @@ def main() -> None:
     parser.add_argument("--gap-ms", type=float, default=1.0, help="simulator pause after each order")
     parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() our heap before trading")
     parser.add_argument("--observe", action="store_true", help="metrics and JSON logging on, as in `run`")
+    parser.add_argument("--ledger", default="", help="database URL: write orders ahead, as `run` does")
     parser.add_argument(
         "--reconcile-s", type=float, default=60.0, help="the runner's periodic REST safety check (seconds)"
     )
@@ -253,7 +272,15 @@ def main() -> None:
         child.start()
         try:
             result = asyncio.run(
-                trade(ours, args.decisions, args.warmup, args.gc_freeze, args.reconcile_s, args.observe)
+                trade(
+                    ours,
+                    args.decisions,
+                    args.warmup,
+                    args.gc_freeze,
+                    args.reconcile_s,
+                    args.observe,
+                    args.ledger,
+                )
             )
         finally:
             ours.send("bye")
@@ -265,6 +292,7 @@ def main() -> None:
         "warmup": args.warmup,
         "gc_freeze": args.gc_freeze,
         "observe": args.observe,
+        "ledger": args.ledger.split("://")[0] if args.ledger else None,
         "reconcile_s": args.reconcile_s,
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
