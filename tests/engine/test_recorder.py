@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from sqlalchemy import func, select
 
+from methtrader.audit import chain
 from methtrader.engine.recorder import LedgerRecorder
 from methtrader.model import Fill, Liquidity, Order, OrderType, Side
 from methtrader.store import Database, schema
@@ -57,7 +58,7 @@ def test_a_database_outage_is_journaled_and_replayed_once(postgres_server, tmp_p
     journal = tmp_path / "journal.jsonl"
     recorder = LedgerRecorder(
         db, journal, on_outage=outages.append, on_recovered=lambda: recoveries.append(1),
-        observe_backlog=lambda size, up: backlog.append((size, up)),
+        observe_backlog=lambda size, up: backlog.append((size, up)), audit=chain.append,
     )  # fmt: skip
     recorder.order(order("mt-1"), LINEAGE, ts=1)
     postgres_server.stop()
@@ -74,7 +75,7 @@ def test_a_database_outage_is_journaled_and_replayed_once(postgres_server, tmp_p
     assert recorder.replay() is True and recoveries == [1] and backlog[-1] == (0, True)
     assert counts(db) == {"orders": 2, "lineage": 2, "events": 2, "fills": 2}
     # a crash between the replay's commit and emptying the journal replays it again: no change
-    crashed = LedgerRecorder(db, tmp_path / "again.jsonl")
+    crashed = LedgerRecorder(db, tmp_path / "again.jsonl", audit=chain.append)
     (tmp_path / "again.jsonl").write_text(journaled)
     crashed.backlog = len(journaled.splitlines())
     crashed.outage = "journal not yet replayed"
@@ -82,6 +83,8 @@ def test_a_database_outage_is_journaled_and_replayed_once(postgres_server, tmp_p
     assert counts(db) == {"orders": 2, "lineage": 2, "events": 2, "fills": 2}
     recorder.order(order("mt-3"), LINEAGE, ts=3)  # writes go straight to the database again
     assert counts(db)["orders"] == 3 and journal.read_text() == ""
+    report = chain.verify_chain(db)  # one entry per committed change; the second replay added none
+    assert report.ok and report.rows == 3, report.as_dict()
     db.close()
 
 

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from methtrader.audit import chain
 from methtrader.cli.backtest import parse_decimal, parse_params
 from methtrader.cli.errors import UserError, fail_on_user_error
 from methtrader.data import DataError, resolve_bars
@@ -152,6 +153,7 @@ def _open_ledger(
         on_recovered=lambda: guard.clear_unknown_state("database back, journal replayed", now_ms()),
         observe_write=metrics.db_write_latency.observe,
         observe_backlog=backlog,
+        audit=chain.append,
     )
     guard.on_event = lambda event: _on_guard_event(notifier, recorder, guard, event)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its per-step INFO lines say nothing here

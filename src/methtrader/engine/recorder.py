@@ -46,8 +46,10 @@ class LedgerRecorder:
         on_recovered: Callable[[], None] | None = None,
         observe_write: Callable[[float], None] | None = None,
         observe_backlog: Callable[[int, bool], None] | None = None,
+        audit: Callable[[Connection, str, Any], Any] | None = None,
     ) -> None:
         self.db = db
+        self.audit = audit  # appends one hash-chained audit-log entry per committed change
         self.mode = mode
         self.journal_path = journal_path
         self.on_outage = on_outage
@@ -187,8 +189,9 @@ class LedgerRecorder:
     def _commit(self, ops: list[Op]) -> None:
         start = time.perf_counter()
         with self.db.begin() as conn:
-            for op in ops:
-                _apply(conn, op)
+            changed = [op for op in ops if _apply(conn, op)]
+            if changed and self.audit is not None:  # a replayed entry already applied adds nothing
+                self.audit(conn, "ledger", [_summary(op) for op in changed])
         if self.observe_write is not None:
             self.observe_write(time.perf_counter() - start)
 
@@ -197,29 +200,50 @@ class LedgerRecorder:
             self.observe_backlog(self.backlog, self.outage is None)
 
 
-def _apply(conn: Connection, op: Op) -> None:
-    """One journal entry, idempotently: replaying an entry already applied changes nothing."""
+def _apply(conn: Connection, op: Op) -> bool:
+    """One journal entry, idempotently: replaying an entry already applied changes nothing (False)."""
     kind = op["op"]
     if kind == "order":
-        ledger.insert_ignoring_duplicates(conn, schema.orders, [_decimals(op["row"])], ["trade_id"])
-    elif kind == "lineage":
+        return (
+            ledger.insert_ignoring_duplicates(conn, schema.orders, [_decimals(op["row"])], ["trade_id"]) > 0
+        )
+    if kind == "lineage":
         row = {"params": {}, "risk_snapshot": {}, **op["row"]}
         row.setdefault("params_hash", ledger.params_hash(row["params"]))
-        ledger.insert_ignoring_duplicates(conn, schema.lineage, [row], ["trade_id"])
-    elif kind == "event":
+        return ledger.insert_ignoring_duplicates(conn, schema.lineage, [row], ["trade_id"]) > 0
+    if kind == "event":
         row = op["row"]
-        ledger.append_order_event(
+        return ledger.append_order_event(
             conn, row["trade_id"], seq=row["seq"], kind=row["kind"], ts=row["ts"], status=row["status"],
             payload=row["payload"],
         )  # fmt: skip
-    elif kind == "update":
+    if kind == "update":
         ledger.update_order(conn, op["trade_id"], **_decimals(op["values"]))
-    elif kind == "fills":
-        ledger.record_fills(conn, [_decimals(row) for row in op["rows"]])
-    elif kind == "guard":
+        return False  # an update restates what the order's events (audited) already say
+    if kind == "fills":
+        return ledger.record_fills(conn, [_decimals(row) for row in op["rows"]]) > 0
+    if kind == "guard":
         ledger.record_guard_change(conn, **op["row"])
-    else:
-        raise ValueError(f"unknown journal entry {kind!r}")
+        return True
+    raise ValueError(f"unknown journal entry {kind!r}")
+
+
+def _summary(op: Op) -> dict[str, Any]:
+    """What the audit log says of a change: its identity and the figures a reviewer checks."""
+    kind = op["op"]
+    if kind == "fills":
+        keep = ("exec_id", "trade_id", "side", "qty", "price", "fee", "ts")
+        return {"op": kind, "fills": [{k: row[k] for k in keep} for row in op["rows"]]}
+    keys = {
+        "order": ("trade_id", "symbol", "side", "type", "qty", "price", "reduce_only", "strategy",
+                  "params_hash"),
+        "lineage": ("trade_id", "strategy", "params_hash", "code_commit", "code_dirty", "model_run_id",
+                    "model_version", "features_hash", "risk_snapshot"),
+        "event": ("trade_id", "seq", "kind", "status", "ts"),
+        "guard": ("ts", "from_state", "to_state", "reason"),
+    }[kind]  # fmt: skip
+    row = op["row"]
+    return {"op": kind, **{k: row.get(k) for k in keys}}
 
 
 _DECIMAL_COLUMNS = ("qty", "price", "fee", "realised_pnl", "filled_qty")
