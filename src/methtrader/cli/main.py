@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from methtrader.cli import audit, control, db, logs, risk, sim
+from methtrader.cli import audit, control, db, logs, model, risk, sim
 from methtrader.cli import run as run_command
 from methtrader.cli.backtest import BacktestOptions, run_backtest_command
 from methtrader.cli.errors import UserError, fail
@@ -25,6 +25,7 @@ app.add_typer(risk.app, name="risk")
 app.add_typer(logs.app, name="logs")
 app.add_typer(db.app, name="db")
 app.add_typer(audit.app, name="audit")
+app.add_typer(model.app, name="model")
 control.register(app)
 run_command.register(app)
 sim.register(app)
