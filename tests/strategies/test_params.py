@@ -35,7 +35,7 @@ def test_bad_params_raise_one_line_errors(params, message):
 def test_unknown_strategy():
     with pytest.raises(StrategyError, match="unknown strategy 'nope'"):
         load_strategy_class("nope")
-    assert set(BUILTINS) == {"sma_cross", "breakout", "hold"}
+    assert set(BUILTINS) == {"sma_cross", "breakout", "hold", "ml_signal"}
 
 
 def test_strategy_from_file(tmp_path):

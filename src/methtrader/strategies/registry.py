@@ -7,9 +7,10 @@ from pathlib import Path
 from methtrader.strategies.base import Strategy, StrategyError
 from methtrader.strategies.breakout import Breakout
 from methtrader.strategies.hold import Hold
+from methtrader.strategies.ml_signal import MlSignal
 from methtrader.strategies.sma_cross import SmaCross
 
-BUILTINS: dict[str, type[Strategy]] = {cls.name: cls for cls in (SmaCross, Breakout, Hold)}
+BUILTINS: dict[str, type[Strategy]] = {cls.name: cls for cls in (SmaCross, Breakout, Hold, MlSignal)}
 
 
 def load_strategy_class(spec: str) -> type[Strategy]:
