@@ -146,6 +146,7 @@ def test_failure_while_logging_registers_nothing(mlflow_dir, logistic, monkeypat
         (["--model", "svm"], "--model 'svm' is not one of logistic, gbm"),
         (["--features", "ret_1,nope"], "--features: unknown feature 'nope'"),
         (["--data", "nope"], "unknown dataset or file 'nope'"),
+        (["--test-fraction", "1.5"], "test fraction must be between 0 and 1, got 1.5"),
         (["--from", "2019-03-31", "--to", "2019-04-01"], "usable rows after the features' warm-up"),
     ],
 )

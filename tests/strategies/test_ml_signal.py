@@ -85,6 +85,20 @@ def test_unknown_model_is_one_line_exit_2(model, uri, message):
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+def test_unreachable_mlflow_is_one_line_exit_2():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    result = runner.invoke(
+        app, ["backtest", *WINDOW, "-s", "ml_signal", "-p", "model=models:/m/1", "-p", f"tracking_uri={uri}"]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: MLflow tracking server {uri} is unreachable: ConnectError"
+
+
 def test_bad_threshold(model):
     with pytest.raises(StrategyError, match="threshold"):
         MlSignal(model=model["model_uri"], tracking_uri=model["uri"], threshold=0.4)
