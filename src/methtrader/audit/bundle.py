@@ -158,11 +158,6 @@ def _one_line(exc: BaseException) -> str:
     return (lines[0] if lines else type(exc).__name__)[:300]
 
 
-def resolve_tracking_uri(explicit: str | None = None) -> str:
-    """`explicit`, else METHTRADER_MLFLOW_TRACKING_URI, else sqlite:///var/mlflow.db (as model training)."""
-    return explicit or os.environ.get("METHTRADER_MLFLOW_TRACKING_URI") or "sqlite:///var/mlflow.db"
-
-
 def mlflow_client(uri: str) -> Any:
     """An MlflowClient on an existing tracking store: a server must answer, a SQLite file must exist
     (a pull never creates an empty store and then reports the run missing)."""
@@ -198,6 +193,8 @@ def model_record(lineage: Mapping[str, Any] | None, tracking_uri: str | None) ->
     run_id = (lineage or {}).get("model_run_id")
     name = (lineage or {}).get("model_name")
     version = (lineage or {}).get("model_version")
+    from methtrader.ml.tracking import tracking_uri as resolve_tracking_uri  # as model training and ml_signal
+
     uri = resolve_tracking_uri(tracking_uri)
     if not run_id and not name:
         return {"tracking_uri": None, "run": None, "registered_model": None, "note": "no model in lineage"}
@@ -351,7 +348,9 @@ def build_files(
     model = model_record(lineage, tracking_uri)
 
     pulled_ms = now_ms if now_ms is not None else int(time.time() * 1000)
-    blob_root = os.fspath(blobs) if blobs is not None else os.environ.get("METHTRADER_BLOBS_URL", "var/blobs")
+    from methtrader.ml.blobs import DEFAULT_ROOT, ENV_ROOT
+
+    blob_root = os.fspath(blobs) if blobs is not None else os.environ.get(ENV_ROOT) or DEFAULT_ROOT
     sources = {
         "database": db.url,
         "blobs": _safe_uri(blob_root) if features_hash else None,
