@@ -252,7 +252,11 @@ class Connection:
         try:
             while True:
                 raw = await self.ws.receive_text()
-                for message in self.handle(raw):
+                replies = self.handle(raw)
+                delay = stream_chaos(self.ex).reply_delay_s
+                if delay:  # a network's round trip, which loopback does not have
+                    await asyncio.sleep(delay)
+                for message in replies:
                     if not self.muted:
                         self.queue.put_nowait(json.dumps(message))
         except (WebSocketDisconnect, RuntimeError):
@@ -283,6 +287,7 @@ class StreamChaos:
         self._lock = threading.Lock()
         self._connections: set[Connection] = set()
         self.refused: set[str] = set()  # "private" and/or "public": handshakes answered with 403
+        self.reply_delay_s = 0.0  # answers to requests (acks, pongs) wait this long: network latency
 
     def _track(self, conn: Connection) -> None:
         with self._lock:
