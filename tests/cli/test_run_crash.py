@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from methtrader.exchange.sim.runner import free_port
 from methtrader.store import Database, schema
+from support.slack import SlackReceiver
 
 SIM = [sys.executable, "-m", "methtrader.cli.sim"]
 RUN = [sys.executable, "-m", "methtrader.cli.main", "run", "--quiet", "--metrics-port", "0",
@@ -88,10 +89,12 @@ def test_restart_after_a_crash_leaves_the_ledger_equal_to_the_exchange(tmp_path,
         victim, status = conn.execute(select(schema.orders.c.trade_id, schema.orders.c.status)).one()
     assert status == "New"  # the ledger knew the order before it could be sent, nothing after
 
+    slack = SlackReceiver()
     restarted = subprocess.run(
         [*RUN, "--sim-url", url, "--bars", "6"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
-        env=env,
+        env={**env, "METHTRADER_SLACK_WEBHOOK_URL": slack.url},
     )  # fmt: skip
+    slack.close()
     log_sink(restarted.stdout + restarted.stderr)
     assert restarted.returncode == 0, restarted.stderr[-2000:]
     found = [json.loads(line) for line in restarted.stdout.splitlines() if "ledger reconcil" in line]
@@ -110,9 +113,11 @@ def test_restart_after_a_crash_leaves_the_ledger_equal_to_the_exchange(tmp_path,
     if point == "before_send":
         assert check["never_sent"] == [victim] and victim not in statuses
         assert ledger[victim] == "Rejected" and "not_on_exchange" in events
+        assert any("never reached the exchange" in text for text in slack.texts), slack.texts
         ledger.pop(victim)
     else:
         assert check["updated"] == {victim: "Filled"} and "reconciled" in events
         assert check["fills_inserted"] == (1 if point == "after_send" else 0)
+        assert bool(check["fills_inserted"]) == any("missing from the ledger" in t for t in slack.texts)
     assert ledger == statuses  # every other order: the exchange's status
     assert Decimal(check["ledger_position"]) == Decimal(check["exchange_position"])

@@ -271,6 +271,7 @@ def register(app: typer.Typer) -> None:
             metrics,
             readiness,
             recorder,
+            notifier,
         )
         session.summary = Console(stderr=logs_to_stdout)
         log.info("session starting", mode=mode, strategy=strategy, bars=bars, account=account)
@@ -303,6 +304,7 @@ class Session:
     metrics: Metrics
     readiness: Readiness
     recorder: LedgerRecorder
+    notifier: SlackNotifier
     summary: Console = field(default_factory=Console)  # the human summary (stderr when logs use stdout)
 
 
@@ -369,6 +371,7 @@ async def _trade(
         recorder=session.recorder,
         lineage={"code_commit": build_info().commit, "code_dirty": build_info().dirty},
         blobs=BlobStore(),
+        alert=lambda text: session.notifier.incident(text, key="ledger-reconciliation"),
     )
     keeper = asyncio.create_task(_keep_ledger(session.recorder, guard))
     session.metrics.starting_equity = float(cash)

@@ -180,6 +180,7 @@ class LiveRunner:
         recorder: LedgerRecorder | None = None,
         lineage: dict[str, Any] | None = None,
         blobs: BlobStore | None = None,
+        alert: Callable[[str], object] | None = None,
     ) -> None:
         if feed is not None and (feed.callback is not None or feed.on_event is not None):
             raise ValueError("the runner handles the feed's events: give it a feed without a handler")
@@ -197,6 +198,7 @@ class LiveRunner:
         self.lineage = lineage or {}  # fixed lineage fields of the session (code commit...)
         self.blobs = blobs  # where a model decision's features and raw window are kept
         self.ledger_check: LedgerReconciliation | None = None
+        self.alert = alert  # incidents an operator must hear of (Slack), beyond the log
         self._crash_at = os.environ.get("METHTRADER_CRASH_AT", "")
         self.venue = LiveVenue([self.symbol], self._order_changed)
         if recorder is not None:
@@ -611,10 +613,17 @@ class LiveRunner:
                 "exchange_position": str(check.exchange_position),
             },
         )
+        problems = []
+        if check.never_sent:
+            problems.append(f"{len(check.never_sent)} order(s) never reached the exchange, marked Rejected")
+        if check.fills_inserted:
+            problems.append(f"{check.fills_inserted} execution(s) missing from the ledger, inserted")
         if not check.consistent:
-            self._error(
-                f"position at start: ledger {check.ledger_position}, exchange {check.exchange_position}"
-            )
+            problems.append(f"position: ledger {check.ledger_position}, exchange {check.exchange_position}")
+        for problem in problems:
+            self._error(f"ledger reconciliation: {problem}")
+        if problems and self.alert is not None:
+            self.alert(f"{self.symbol} ledger reconciliation at start: " + "; ".join(problems))
 
     def _crash(self, point: str) -> None:
         """Chaos testing: die here, as a power cut would, when METHTRADER_CRASH_AT names `point`."""
