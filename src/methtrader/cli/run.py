@@ -261,6 +261,7 @@ def register(app: typer.Typer) -> None:
             except (OSError, RuntimeError) as exc:
                 raise UserError(f"--metrics-port {metrics_port}: cannot serve ({exc})") from None
         recorder = _open_ledger(ledger_url, account, mode, guard, metrics, notifier)
+        readiness.database_url = recorder.db.engine.url.render_as_string(hide_password=False)  # SQLite too
         session = Session(
             built,
             guard,
