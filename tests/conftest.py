@@ -6,6 +6,17 @@ import pytest
 
 from support.postgres_server import PostgresServer
 from support.redis_server import RedisServer
+from support.slack import SlackReceiver
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackReceiver]:
+    """A local stand-in for a Slack incoming webhook that records the POSTed JSON bodies."""
+    receiver = SlackReceiver()
+    try:
+        yield receiver
+    finally:
+        receiver.close()
 
 
 @pytest.fixture(scope="session")

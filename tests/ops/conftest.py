@@ -1,26 +1,14 @@
-"""Fixtures for the ops tests: a local Slack receiver and a JSON log stream read back as objects."""
+"""Fixtures for the ops tests: a JSON log stream read back as objects (the Slack receiver is suite-wide)."""
 
 from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from methtrader.ops.logs import configure_logging
-from support.slack import SlackReceiver
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackReceiver]:
-    """A local stand-in for a Slack incoming webhook that records the POSTed JSON bodies."""
-    receiver = SlackReceiver()
-    try:
-        yield receiver
-    finally:
-        receiver.close()
 
 
 class JsonLog:

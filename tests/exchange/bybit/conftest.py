@@ -1,4 +1,4 @@
-"""Fixtures for the Bybit rate-limit tests: the local Bybit-like server and the Slack receiver."""
+"""Fixtures for the Bybit rate-limit tests: the local Bybit-like server (the Slack receiver is suite-wide)."""
 
 from collections.abc import Iterator
 
