@@ -51,7 +51,6 @@ SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 FEATURES_DIR = "features"
 DATA_FILES = ("order.json", "fills.json", "lineage.json", "model.json", "report.html")
-MLFLOW_PROBE_TIMEOUT_S = 5.0
 Format = Literal["dir", "zip"]
 _FEATURE_NAME = re.compile(r"^features/([0-9a-f]{64})\.json$")
 
@@ -161,31 +160,12 @@ def _one_line(exc: BaseException) -> str:
 def mlflow_client(uri: str) -> Any:
     """An MlflowClient on an existing tracking store: a server must answer, a SQLite file must exist
     (a pull never creates an empty store and then reports the run missing)."""
-    parsed = urlparse(uri)
-    if parsed.scheme in ("http", "https"):
-        import httpx
-
-        try:
-            httpx.get(uri.rstrip("/") + "/health", timeout=MLFLOW_PROBE_TIMEOUT_S)
-        except httpx.HTTPError as exc:
-            raise BundleError(f"MLflow tracking server {uri} is unreachable ({type(exc).__name__})") from None
-    elif uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///") :])
-        if not path.is_file():
-            raise BundleError(f"MLflow tracking database {path} does not exist (tracking URI {uri})")
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-    import logging
-
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    from mlflow.tracking import MlflowClient
+    from methtrader.ml.tracking import ModelError, connect
 
     try:
-        return MlflowClient(tracking_uri=uri, registry_uri=uri)
-    except Exception as exc:
-        raise BundleError(f"MLflow at {uri} is not usable: {_one_line(exc)}") from None
+        return connect(uri, must_exist=True)
+    except ModelError as exc:
+        raise BundleError(str(exc)) from None
 
 
 def model_record(lineage: Mapping[str, Any] | None, tracking_uri: str | None) -> dict[str, Any]:

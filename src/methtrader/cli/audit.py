@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from methtrader.cli.db import JsonOption, UrlOption, open_database
+from methtrader.cli.db import JsonOption, TrackingUriOption, UrlOption, open_database
 from methtrader.cli.errors import OneLineUsageCommand, OneLineUsageGroup, UserError, fail_on_user_error
 
 app = typer.Typer(
@@ -111,12 +111,7 @@ def pull(
             help="Features blob store: directory or fsspec URL (default: $METHTRADER_BLOBS_URL or var/blobs)."
         ),
     ] = None,
-    tracking_uri: Annotated[
-        str | None,
-        typer.Option(
-            help="MLflow tracking URI (default: $METHTRADER_MLFLOW_TRACKING_URI or sqlite:///var/mlflow.db)."
-        ),
-    ] = None,
+    tracking_uri: TrackingUriOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Write a regulator bundle for one trade: order and events, fills, lineage and risk snapshot, the

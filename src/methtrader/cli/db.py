@@ -24,6 +24,12 @@ UrlOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+TrackingUriOption = Annotated[
+    str | None,
+    typer.Option(
+        help="MLflow tracking URI (default: $METHTRADER_MLFLOW_TRACKING_URI or sqlite:///var/mlflow.db)."
+    ),
+]
 
 
 def open_database(url: str | None):  # type: ignore[no-untyped-def]

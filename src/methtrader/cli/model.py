@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from methtrader.cli.backtest import parse_time
+from methtrader.cli.db import TrackingUriOption
 from methtrader.cli.errors import UserError, fail_on_user_error
 
 app = typer.Typer(help="Models: train on bars and register them in MLflow.", no_args_is_help=True)
@@ -27,12 +28,7 @@ def train(
     name: Annotated[
         str | None, typer.Option(help="Registered model name (default: methtrader-<model>).")
     ] = None,
-    tracking_uri: Annotated[
-        str | None,
-        typer.Option(
-            help="MLflow tracking URI (default: $METHTRADER_MLFLOW_TRACKING_URI or sqlite:///var/mlflow.db)."
-        ),
-    ] = None,
+    tracking_uri: TrackingUriOption = None,
     test_fraction: Annotated[float, typer.Option(help="Last share of the rows held out for testing.")] = 0.25,
     start: Annotated[str | None, typer.Option("--from", help="First bar time (ISO date, UTC).")] = None,
     end: Annotated[str | None, typer.Option("--to", help="Stop before this time (ISO date, UTC).")] = None,

@@ -62,8 +62,9 @@ def artifact_root(uri: str) -> str | None:
     return (db.resolve().parent / "mlruns").as_uri() if db is not None else None
 
 
-def connect(uri: str) -> Any:
-    """An MlflowClient for `uri` once it answers; ModelError (one line) if it does not."""
+def connect(uri: str, must_exist: bool = False) -> Any:
+    """An MlflowClient for `uri` once it answers; ModelError (one line) if it does not. With
+    `must_exist` a SQLite store must already be there (a reader never creates an empty one)."""
     parsed = urlparse(uri)
     if parsed.scheme in ("http", "https"):
         import httpx
@@ -73,6 +74,8 @@ def connect(uri: str) -> Any:
         except httpx.HTTPError as exc:
             raise ModelError(f"MLflow tracking server {uri} is unreachable: {type(exc).__name__}") from None
     db = sqlite_path(uri)
+    if db is not None and must_exist and not db.is_file():
+        raise ModelError(f"MLflow tracking database {db} does not exist (tracking URI {uri})")
     if db is not None:
         try:
             db.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .fakes import FakeBybitServer, SlackReceiver
+from .fakes import FakeBybitServer
 
 
 @pytest.fixture(scope="module")
@@ -15,13 +15,3 @@ def fake_bybit() -> Iterator[FakeBybitServer]:
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackReceiver]:
-    """A local stand-in for a Slack incoming webhook that records the POSTed JSON bodies."""
-    receiver = SlackReceiver()
-    try:
-        yield receiver
-    finally:
-        receiver.close()
