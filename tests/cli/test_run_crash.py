@@ -15,6 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from methtrader.engine.reconcile import FINAL_STATUS
 from methtrader.exchange.sim.runner import free_port
 from methtrader.store import Database, schema
 from support.slack import SlackReceiver
@@ -25,12 +26,13 @@ RUN = [sys.executable, "-m", "methtrader.cli.main", "run", "--quiet", "--metrics
 
 
 @pytest.fixture
-def simulator(tmp_path: Path):
-    """`methtrader sim serve` in its own process, and an API key for it."""
+def simulator(tmp_path: Path, request: pytest.FixtureRequest):
+    """`methtrader sim serve` in its own process (extra options: the test's `sim_options`), and a key."""
     state = tmp_path / "sim"
     port = free_port()
+    options = request.node.callspec.params.get("sim_options", ())
     proc = subprocess.Popen(
-        [*SIM, "serve", "--port", str(port), "--speed", "7200", "--state-dir", str(state)],
+        [*SIM, "serve", "--port", str(port), "--speed", "7200", "--state-dir", str(state), *options],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -69,14 +71,37 @@ def exchange_view(url: str, key: str, secret: str) -> tuple[dict[str, str], set[
             executions, _ = await adapter.fetch_pages("privateGetV5ExecutionList", {**query, "limit": 100})
         finally:
             await adapter.close()
-        statuses = {r["orderLinkId"]: r["orderStatus"] for r in [*history, *live]}
+        statuses = {r["orderLinkId"]: _ours(r["orderStatus"]) for r in [*history, *live]}
         return statuses, {r["execId"] for r in executions}
 
     return asyncio.run(read())
 
 
-@pytest.mark.parametrize("point", ["before_send", "after_send", "after_fill"])
-def test_restart_after_a_crash_leaves_the_ledger_equal_to_the_exchange(tmp_path, simulator, point, log_sink):
+def _ours(status: str) -> str:
+    """Bybit's order status in the ledger's words (its final states map onto ours)."""
+    final = FINAL_STATUS.get(status)
+    return str(final) if final is not None else status
+
+
+PARTIAL = (
+    "--volume-share",
+    "0.00002",
+)  # a market order fills a share of the bar's volume, the rest is cancelled
+
+
+@pytest.mark.parametrize(
+    ("point", "sim_options", "victim_status"),
+    [
+        ("before_send", (), None),
+        ("after_send", (), "Filled"),
+        ("after_fill", (), "Filled"),
+        ("after_fill", PARTIAL, "Cancelled"),
+    ],
+    ids=["before-send", "after-send", "after-fill", "after-partial-fill"],
+)
+def test_restart_after_a_crash_leaves_the_ledger_equal_to_the_exchange(
+    tmp_path, simulator, point, sim_options, victim_status, log_sink
+):
     url, key, secret = simulator
     env = {**os.environ, "METHTRADER_API_KEY": key, "METHTRADER_API_SECRET": secret}
     crashed = subprocess.run(
@@ -116,8 +141,16 @@ def test_restart_after_a_crash_leaves_the_ledger_equal_to_the_exchange(tmp_path,
         assert any("never reached the exchange" in text for text in slack.texts), slack.texts
         ledger.pop(victim)
     else:
-        assert check["updated"] == {victim: "Filled"} and "reconciled" in events
+        assert check["updated"] == {victim: victim_status} and "reconciled" in events
         assert check["fills_inserted"] == (1 if point == "after_send" else 0)
         assert bool(check["fills_inserted"]) == any("missing from the ledger" in t for t in slack.texts)
+    if sim_options == PARTIAL:
+        with Database.from_url(f"sqlite:///{tmp_path / 'var' / 'methtrader.db'}") as db, db.connect() as conn:
+            qty, filled = conn.execute(
+                select(schema.orders.c.qty, schema.orders.c.filled_qty).where(
+                    schema.orders.c.trade_id == victim
+                )
+            ).one()
+        assert 0 < filled < qty  # the partial fill, booked once
     assert ledger == statuses  # every other order: the exchange's status
     assert Decimal(check["ledger_position"]) == Decimal(check["exchange_position"])

@@ -41,6 +41,9 @@ def serve(
     state_dir: StateDirOpt = DEFAULT_STATE_DIR,
     cash: Annotated[str, typer.Option(help="Starting USDT balance of every new account.")] = "100000",
     history: Annotated[int, typer.Option(help="Bars already visible when the replay starts.")] = 500,
+    volume_share: Annotated[
+        float | None, typer.Option(help="Fill at most this share of a bar's volume (partial fills).")
+    ] = None,
 ) -> None:
     """Serve the simulator until interrupted (Ctrl-C)."""
     if not 0 < port < 65536:
@@ -49,6 +52,8 @@ def serve(
         fail(f"--speed must be a finite number >= 0, got {speed}")
     if history < 0:
         fail(f"--history must be >= 0, got {history}")
+    if volume_share is not None and not 0 < volume_share <= 1:
+        fail(f"--volume-share must be in (0, 1], got {volume_share}")
     try:
         starting_cash = Decimal(cash)
     except InvalidOperation:
@@ -61,13 +66,20 @@ def serve(
     import uvicorn
 
     from methtrader.data import DataError, resolve_bars
+    from methtrader.exchange.sim.matching import SimConfig
     from methtrader.exchange.sim.server import create_app
     from methtrader.exchange.sim.venue import SimExchange
 
     try:
         series, instrument = resolve_bars(data)
         exchange = SimExchange(
-            series, instrument, state_dir=state_dir, cash=starting_cash, speed=speed, history=history
+            series,
+            instrument,
+            state_dir=state_dir,
+            cash=starting_cash,
+            speed=speed,
+            history=history,
+            config=SimConfig(max_volume_share=volume_share),
         )
     except (DataError, ValueError) as exc:
         fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
