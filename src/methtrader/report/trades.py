@@ -9,6 +9,7 @@ from typing import Literal
 from methtrader.model import Fill
 
 ZERO = Decimal(0)
+FEE_QUANTUM = Decimal("1e-12")  # far below any fee Bybit charges (8 decimals), far above Decimal's noise
 
 TradeSide = Literal["Long", "Short"]
 
@@ -83,6 +84,13 @@ class _Building:
         )
 
 
+def _split(share: Decimal) -> Decimal:
+    """A pro-rata fee part, rounded to 1e-12 USDT only when it has more decimals: the two parts,
+    and every sum of them, then stay exact (a 28-digit quotient would not)."""
+    rounded = share.quantize(FEE_QUANTUM)
+    return share if rounded == share else rounded
+
+
 def round_trips(fills: Sequence[Fill]) -> list[RoundTrip]:
     """Group fills (in execution order) into round trips per symbol, sorted by entry time.
 
@@ -118,7 +126,7 @@ def round_trips(fills: Sequence[Fill]) -> list[RoundTrip]:
             trade.add_entry(fill.qty, fill.price, fill.fee, after, fill.realised_pnl)
             continue
         closed = min(fill.qty, abs(before))
-        close_fee = fill.fee if closed == fill.qty else fill.fee * closed / fill.qty
+        close_fee = fill.fee if closed == fill.qty else _split(fill.fee * closed / fill.qty)
         trade.add_exit(closed, fill.price, close_fee, fill.realised_pnl)
         if after != 0 and (after > 0) == (before > 0):
             continue
