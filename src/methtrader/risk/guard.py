@@ -428,8 +428,8 @@ class RiskGuard:
         return wallet + (qty * best - cost), wallet + (qty * worst - cost), var_bound
 
     def _globally_clear(self, wallet: float, position: tuple[str, float, float]) -> bool:
-        """`_clear(*_global_bounds(...))` without drawdown levels, inlined: the common case of a
-        backtest whose one position is far from every limit, decided in a few float operations."""
+        """`_clear` from the bounds over the whole timeline, for a backtest without drawdown rules:
+        the common case of one position far from every limit, decided in a few float operations."""
         symbol, qty, cost = position
         low, high, vol_max = self._global[symbol]
         worst = wallet + (qty * (low if qty > 0 else high) - cost)
@@ -439,14 +439,6 @@ class RiskGuard:
         if limit is None or self._flattening:
             return True
         return self._z * self.scale * abs(qty) * vol_max * (1 + 1e-9) < limit * worst
-
-    def _global_bounds(self, wallet: float, position: tuple[str, float, float]) -> tuple[float, float, float]:
-        """`_coarse_bounds` over the whole timeline (no lookup depends on the stretch)."""
-        symbol, qty, cost = position
-        low, high, vol_max = self._global[symbol]
-        best, worst = (high, low) if qty > 0 else (low, high)
-        var_bound = self.config.model.z * self.scale * abs(qty) * vol_max
-        return wallet + (qty * best - cost), wallet + (qty * worst - cost), var_bound
 
     def _clear(self, best: float, worst: float, var_bound: float | None) -> bool:
         if not worst > 0:
@@ -463,11 +455,10 @@ class RiskGuard:
 
     def _quick_clear(self, a: int, b: int, wallet: float, held: list) -> bool:
         """True when bounds alone prove no rule fires in [a, b) (one position, no daily-loss
-        rule): block extremes first, exact extremes next; the per-bar scan decides otherwise."""
+        rule): block extremes first, exact extremes next (`scan` has tried the whole timeline's);
+        the per-bar scan decides otherwise."""
         if len(held) != 1 or self.config.daily_loss_halt is not None or self._live:
             return False
-        if not self._dd_rules and self._clear(*self._global_bounds(wallet, held[0])):
-            return True
         if self._clear(*self._coarse_bounds(a, b, wallet, held)):
             return True
         best, worst = self._bounds(a, b, wallet, held)
