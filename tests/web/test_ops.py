@@ -10,6 +10,7 @@ from methtrader.exchange.sim.runner import free_port
 from methtrader.ops.health import Readiness
 from methtrader.ops.metrics import Metrics
 from methtrader.risk.guard import RiskGuard
+from methtrader.store import Database
 from methtrader.web.ops import create_ops_app
 
 
@@ -25,7 +26,7 @@ def test_liveness_and_metrics_answer_before_the_session_starts():
     ready = client.get("/readyz")
     assert ready.status_code == 503  # no session yet: the private stream is not up
     assert ready.json()["checks"]["private_stream"] == {"status": "down", "detail": "session starting"}
-    assert ready.json()["checks"]["database"]["status"] == "not_configured"
+    assert ready.json()["checks"]["database"]["status"] == "not_configured"  # no ledger given
     text = client.get("/metrics").text
     assert 'methtrader_build_info{commit="' in text and "process_start_time_seconds" in text
     assert 'methtrader_stream_connected{stream="private"} 0.0' in text
@@ -35,7 +36,9 @@ def test_liveness_and_metrics_answer_before_the_session_starts():
 
 def test_database_and_redis_checks_follow_the_real_servers(tmp_path, redis_server, redis_url):
     metrics = Metrics()
-    readiness = Readiness(RiskGuard(), metrics, f"sqlite:///{tmp_path / 'ledger.db'}", redis_url)
+    readiness = Readiness(
+        RiskGuard(), metrics, Database.from_url(f"sqlite:///{tmp_path / 'ledger.db'}"), redis_url
+    )
     checks = readiness()
     assert checks["database"].status == "ok" and checks["redis"].status == "ok"
     assert metrics.db_up._value.get() == 1
@@ -46,9 +49,9 @@ def test_database_and_redis_checks_follow_the_real_servers(tmp_path, redis_serve
     finally:
         redis_server.start()
     assert readiness.redis().status == "ok"  # the same client reconnects
-    unreachable = Readiness(RiskGuard(), metrics, f"postgresql+psycopg://u:pw@127.0.0.1:{free_port()}/x")
-    check = unreachable.database()
-    assert check.status == "down" and "OperationalError" in check.detail and "pw" not in check.detail
+    ledger = Database.from_url(f"postgresql+psycopg://u:pw@127.0.0.1:{free_port()}/x")
+    check = Readiness(RiskGuard(), metrics, ledger).ledger()
+    assert check.status == "down" and "cannot reach the database" in check.detail and "pw" not in check.detail
     assert metrics.db_up._value.get() == 0
 
 

@@ -252,7 +252,7 @@ def register(app: typer.Typer) -> None:
         guard = RiskGuard(GuardConfig(), control=control, metrics=metrics.risk)
         notifier = SlackNotifier(secret("METHTRADER_SLACK_WEBHOOK_URL") or None, registry=registry)
         monitor = RateLimitMonitor(registry=registry, notifier=notifier)
-        readiness = Readiness(guard, metrics, ledger_url, redis_url)
+        readiness = Readiness(guard, metrics, redis_url=redis_url)
         server = None
         if metrics_port:
             server = AppServer(create_ops_app(registry, readiness), metrics_host, metrics_port, "ops-http")
@@ -261,7 +261,7 @@ def register(app: typer.Typer) -> None:
             except (OSError, RuntimeError) as exc:
                 raise UserError(f"--metrics-port {metrics_port}: cannot serve ({exc})") from None
         recorder = _open_ledger(ledger_url, account, mode, guard, metrics, notifier)
-        readiness.database_url = recorder.db.engine.url.render_as_string(hide_password=False)  # SQLite too
+        readiness.database = recorder.db
         session = Session(
             built,
             guard,

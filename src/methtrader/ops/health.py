@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from methtrader.engine.live import LiveRunner
     from methtrader.ops.metrics import Metrics
     from methtrader.risk.guard import RiskGuard
+    from methtrader.store import Database
 
 OK, DOWN, NOT_CONFIGURED = "ok", "down", "not_configured"
 
@@ -36,25 +37,25 @@ class Readiness:
 
     guard: "RiskGuard"
     metrics: "Metrics | None" = None
-    database_url: str | None = None
+    database: "Database | None" = None  # the ledger the session writes
     redis_url: str | None = None
     stale_after_s: float = 60.0
     runner: "LiveRunner | None" = None
     timeout_s: float = 2.0
-    _engines: dict[str, object] = field(default_factory=dict)
+    _redis: object = None  # one client, reconnecting by itself after an outage
 
     def __call__(self) -> dict[str, Check]:
         return {
-            "database": self.database(),
+            "database": self.ledger(),
             "redis": self.redis(),
             "private_stream": self.private_stream(),
             "guard": self.guard_state(),
         }
 
-    def database(self) -> Check:
-        if not self.database_url:
-            return Check(NOT_CONFIGURED, "METHTRADER_DATABASE_URL is not set")
-        check = _timed(self._ping_database)
+    def ledger(self) -> Check:
+        if self.database is None:
+            return Check(NOT_CONFIGURED, "no ledger database")
+        check = _timed(self.database.ping)
         if self.metrics is not None:
             self.metrics.db_up.set(1 if check.passes else 0)
         return check
@@ -84,27 +85,15 @@ class Readiness:
             return Check(OK, "", data)
         return Check(DOWN, machine.reason, data)
 
-    def _ping_database(self) -> None:
-        import sqlalchemy
-
-        engine = self._engines.get("db")
-        if engine is None:
-            engine = sqlalchemy.create_engine(
-                self.database_url, pool_pre_ping=True, connect_args=_connect_timeout(self.database_url)
-            )
-            self._engines["db"] = engine
-        with engine.connect() as connection:  # type: ignore[attr-defined]
-            connection.execute(sqlalchemy.text("SELECT 1"))
-
     def _ping_redis(self) -> None:
         import redis
 
-        client = self._engines.get("redis")
+        client = self._redis
         if client is None:
             client = redis.Redis.from_url(
                 self.redis_url, socket_timeout=self.timeout_s, socket_connect_timeout=self.timeout_s
             )
-            self._engines["redis"] = client
+            self._redis = client
         client.ping()  # type: ignore[attr-defined]
 
 
@@ -115,7 +104,3 @@ def _timed(ping: Callable[[], None]) -> Check:
     except Exception as exc:
         return Check(DOWN, f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
     return Check(OK, "", {"latency_ms": round((time.perf_counter() - start) * 1000, 2)})
-
-
-def _connect_timeout(url: str | None) -> dict[str, object]:
-    return {"connect_timeout": 2} if url and url.startswith("postgresql") else {}
