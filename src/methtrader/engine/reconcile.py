@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import case, func, select
 
-from methtrader.exchange.bybit.streams import parse_execution, parse_order
+from methtrader.exchange.bybit.streams import parse_execution, parse_order, signed_positions
 from methtrader.model import Fill, Liquidity, OrderStatus
 from methtrader.store import schema
 
@@ -133,9 +133,7 @@ async def reconcile_ledger(
     positions, _ = await adapter.fetch_pages(
         "privateGetV5PositionList", {"category": "linear", "symbol": symbol}
     )
-    for row in positions:
-        size = Decimal(str(row.get("size") or 0))
-        result.exchange_position += -size if row.get("side") == "Sell" else size
+    result.exchange_position = signed_positions(positions).get(symbol, ZERO)
     fills = schema.fills
     signed = func.sum(case((fills.c.side == "Buy", fills.c.qty), else_=-fills.c.qty))
     with db.connect() as conn:

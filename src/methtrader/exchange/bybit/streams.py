@@ -184,6 +184,16 @@ def parse_order(row: dict[str, Any]) -> OrderUpdate:
     )
 
 
+def signed_positions(rows: list[dict[str, Any]]) -> dict[str, Decimal]:
+    """Raw V5 `/v5/position/list` rows as a signed quantity per symbol (Sell is short)."""
+    positions: dict[str, Decimal] = {}
+    for row in rows:
+        size = _decimal(row.get("size"))
+        signed = -size if row.get("side") == "Sell" else size
+        positions[str(row.get("symbol"))] = positions.get(str(row.get("symbol")), ZERO) + signed
+    return positions
+
+
 def backoff_delay(attempt: int, settings: StreamSettings, rng: random.Random) -> float:
     """Exponential backoff with jitter: attempt 0, 1, 2 … → ~initial, 2×, 4× … up to the cap."""
     base = min(settings.backoff_max_s, settings.backoff_initial_s * 2 ** min(attempt, 30))
@@ -768,12 +778,7 @@ class StreamFeed:
         rows, server_ms = await self.adapter.fetch_pages(
             "privateGetV5PositionList", {"category": "linear", "symbol": self.symbol}
         )
-        positions: dict[str, Decimal] = {}
-        for row in rows:
-            size = _decimal(row.get("size"))
-            signed = -size if row.get("side") == "Sell" else size
-            positions[str(row.get("symbol"))] = positions.get(str(row.get("symbol")), ZERO) + signed
-        return positions, server_ms or _now_ms()
+        return signed_positions(rows), server_ms or _now_ms()
 
     async def _rest_bars(self, start: int | None, end: int | None, limit: int) -> list[Bar]:
         """Klines from REST, oldest first."""
