@@ -179,23 +179,16 @@ def _account_book(network: str, sim_url: str | None, interval: str) -> "Book":
 
     from ccxt.base.errors import AuthenticationError, BaseError
 
-    from methtrader.cli.run import secret
-    from methtrader.exchange.bybit.adapter import BybitAdapter, VenueSettings, make_client
-    from methtrader.ops.logs import register_secret
+    from methtrader.cli.run import account_adapter
     from methtrader.risk.position_file import account_book
 
     if network not in ("testnet", "demo", "mainnet", "sim"):
         raise UserError(f"--network must be testnet, demo, mainnet or sim, got {network!r}")
     if network == "sim" and not sim_url:
         raise UserError("--network sim needs --sim-url (the URL `methtrader sim serve` prints)")
-    key, api_secret = secret("METHTRADER_API_KEY"), secret("METHTRADER_API_SECRET")
-    if not key or not api_secret:
-        raise UserError("--account needs METHTRADER_API_KEY and METHTRADER_API_SECRET (or their *_FILE)")
-    register_secret(api_secret)
-    venue = VenueSettings(network=network, sim_url=sim_url)  # type: ignore[arg-type]
+    adapter = account_adapter(network, sim_url, "--account")
 
     async def fetch() -> "Book":
-        adapter = BybitAdapter(make_client(venue, key, api_secret), venue)
         try:
             await adapter.load_markets()
             return await account_book(adapter, interval)

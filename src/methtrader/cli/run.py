@@ -337,18 +337,24 @@ async def _live(session: Session, network: str, mainnet: bool) -> None:
 async def _exchange(session: Session, network: str, sim_url: str | None = None) -> None:
     """Trade an account that lives on an exchange (Bybit, or a simulator that outlives this
     process): its keys come from the environment, its cash from its balance."""
-    key, api_secret = secret("METHTRADER_API_KEY"), secret("METHTRADER_API_SECRET")
-    if not key or not api_secret:
-        raise UserError(f"{network} needs METHTRADER_API_KEY and METHTRADER_API_SECRET (or their *_FILE)")
-    register_secret(api_secret)
     from methtrader.model.instrument import BTCUSDT
 
+    label = f"paper {sim_url}" if sim_url else f"live {network}"
+    await _trade(session, account_adapter(network, sim_url, network), BTCUSDT, None, label)
+
+
+def account_adapter(network: str, sim_url: str | None, needed_by: str) -> BybitAdapter:
+    """An adapter on the account behind METHTRADER_API_KEY/SECRET (or their *_FILE); the secret is
+    registered so no log line shows it. `needed_by` names what asks, for the error."""
+    key, api_secret = secret("METHTRADER_API_KEY"), secret("METHTRADER_API_SECRET")
+    if not key or not api_secret:
+        raise UserError(f"{needed_by} needs METHTRADER_API_KEY and METHTRADER_API_SECRET (or their *_FILE)")
+    register_secret(api_secret)
     try:
         venue = VenueSettings(network=network, sim_url=sim_url)  # type: ignore[arg-type]
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    label = f"paper {sim_url}" if sim_url else f"live {network}"
-    await _trade(session, BybitAdapter(make_client(venue, key, api_secret), venue), BTCUSDT, None, label)
+    return BybitAdapter(make_client(venue, key, api_secret), venue)
 
 
 async def _trade(
