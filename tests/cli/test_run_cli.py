@@ -6,14 +6,13 @@ import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from decimal import Decimal
 
 from typer.testing import CliRunner
 
 from methtrader.cli.main import app
 from methtrader.exchange.sim.runner import free_port
+from support.http import get
 from support.slack import SlackReceiver
 
 runner = CliRunner()
@@ -28,25 +27,16 @@ def start_session(tmp_path, port: int, *args: str, webhook: str = "") -> subproc
     )  # fmt: skip
 
 
-def get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 def poll(proc: subprocess.Popen, port: int, path: str, done, timeout: float = 60) -> tuple[int, str]:
     """GET `path` until `done(status, body)` or the process ends; the last answer."""
     answer = (0, "")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            answer = get(port, path)
+        status, body = get(port, path)
+        if status:  # something answered: keep it
+            answer = (status, body)
             if done(*answer):
                 break
-        except OSError:
-            pass
         time.sleep(0.2)
     return answer
 

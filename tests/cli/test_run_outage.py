@@ -7,24 +7,13 @@ import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from methtrader.exchange.sim.runner import free_port
 from methtrader.store import Database, schema
-
-
-def get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError:
-        return 0, ""
+from support.http import get
 
 
 def metric(port: int, name: str) -> float:
