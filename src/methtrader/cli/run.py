@@ -170,7 +170,7 @@ def _open_ledger(
     return recorder
 
 
-async def _keep_ledger(recorder: LedgerRecorder, guard: RiskGuard, every_s: float = 1.0) -> None:
+async def _keep_ledger(recorder: LedgerRecorder, every_s: float = 1.0) -> None:
     """Probe the ledger (in a thread, never blocking trading): an outage is noticed between writes,
     and the journal is replayed once the database answers again."""
     while True:
@@ -380,7 +380,7 @@ async def _trade(
         blobs=BlobStore(),
         alert=lambda text: session.notifier.incident(text, key="ledger-reconciliation"),
     )
-    keeper = asyncio.create_task(_keep_ledger(session.recorder, guard))
+    keeper = asyncio.create_task(_keep_ledger(session.recorder))
     session.metrics.starting_equity = float(cash)
     session.readiness.runner = runner
     loop = asyncio.get_running_loop()
