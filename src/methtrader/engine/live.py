@@ -51,6 +51,7 @@ from methtrader.strategies.indicators import StreamFrames
 
 ZERO = Decimal(0)
 log = logging.getLogger(__name__)  # ids and amounts go in `extra` (the body), never in labels
+GUARD_LINEAGE = {"strategy": "risk_guard", "params": {}, "params_hash": params_hash({})}
 SENDERS = 4  # requests in flight at once: a slow answer does not hold up the next order
 LIST_LAG_S = 1.0  # an order acknowledged this recently may not be in Bybit's open-order list yet
 
@@ -197,6 +198,12 @@ class LiveRunner:
         self.recorder = recorder
         self.lineage = lineage or {}  # fixed lineage fields of the session (code commit...)
         self.blobs = blobs  # where a model decision's features and raw window are kept
+        params = {k: str(v) if isinstance(v, Decimal) else v for k, v in strategy.params().items()}
+        self._strategy_lineage = {  # fixed for the session: hashed once, not per order
+            "strategy": strategy.name or type(strategy).__name__,
+            "params": params,
+            "params_hash": params_hash(params),
+        }
         self.ledger_check: LedgerReconciliation | None = None
         self.alert = alert  # incidents an operator must hear of (Slack), beyond the log
         self._crash_at = os.environ.get("METHTRADER_CRASH_AT", "")
@@ -646,11 +653,9 @@ class LiveRunner:
         assert self.recorder is not None
         risk = self.engine.risk
         guard_order = order.trade_id in getattr(risk, "liquidation_ids", ())
-        params = {} if guard_order else self.strategy.params()
         lineage = {
             **self.lineage,
-            "strategy": "risk_guard" if guard_order else self.strategy.name or type(self.strategy).__name__,
-            "params": {k: str(v) if isinstance(v, Decimal) else v for k, v in params.items()},
+            **(GUARD_LINEAGE if guard_order else self._strategy_lineage),
             "risk_snapshot": getattr(risk, "snapshot", dict)(),
         }
         decision = None if guard_order else getattr(self.strategy, "last_decision", None)
@@ -659,7 +664,6 @@ class LiveRunner:
             lineage["model_run_id"] = decision.run_id
             lineage["model_name"] = decision.model_name
             lineage["model_version"] = decision.model_version
-        lineage["params_hash"] = params_hash(lineage["params"])
         self.recorder.order(order, lineage, ts)
 
     def _error(self, message: str) -> None:
