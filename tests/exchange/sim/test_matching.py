@@ -743,3 +743,91 @@ def test_liquidation_checks_the_bar_in_which_the_position_opened() -> None:
         ("liq-1-TESTUSDT", D("89.50"), True),
     ]
     assert eng.position_qty(SYM) == 0
+
+
+# --------------------------------------------------------------------------- matching on arrival
+# A venue whose current price is the next bar's open executes takers at once (match_on_arrival)
+# and leaves only what rests to process_step of that same bar: same prices as the bar-late path.
+def test_market_order_on_arrival_fills_at_the_open_with_slippage_and_tick_rule() -> None:
+    eng = engine(slippage=FixedSlippage(0.001))
+    o = eng.submit(market("a", BUY, "1"), 1)
+    # 100.01 × 1.001 = 100.11001 → up to tick → 100.12, as test_market_slippage_rounded_against_trader
+    (f,) = eng.match_on_arrival(o, 1, bar(100.01, 105.01, 95.01, 100.01))
+    assert (f.price, f.liquidity, f.ts) == (D("100.12"), Liquidity.TAKER, 1)
+    assert o.status is S.FILLED and not eng.has_open_orders()
+    assert eng.process_step(2, [bar(100.01, 105.01, 95.01, 100.01)]) == []
+
+
+def test_limit_crossing_the_open_on_arrival_fills_as_taker() -> None:
+    eng = engine()
+    o = eng.submit(limit("a", BUY, "1", "99.5"), 1)  # below the last close 100: not marketable then
+    (f,) = eng.match_on_arrival(o, 1, bar(99.0, 99.8, 98.0, 99.5))  # the price now, 99, crosses it
+    assert (f.price, f.liquidity) == (D("99.00"), Liquidity.TAKER)
+    assert o.status is S.FILLED
+
+
+def test_limit_not_crossing_on_arrival_rests_and_fills_on_the_bar_path() -> None:
+    eng = engine()
+    o = eng.submit(limit("a", BUY, "1", "99.5"), 1)
+    now = bar(100.0, 100.5, 99.0, 100.2)
+    assert eng.match_on_arrival(o, 1, now) == []  # the low of the bar has not traded yet
+    assert o.status is S.NEW and eng.has_open_orders()
+    (f,) = eng.process_step(2, [now])
+    assert (f.price, f.liquidity, f.ts) == (D("99.5"), Liquidity.MAKER, 2)
+
+
+def test_ioc_limit_not_crossing_on_arrival_is_cancelled_at_once() -> None:
+    eng = engine()
+    o = eng.submit(limit("a", BUY, "1", "99.5", TimeInForce.IOC), 1)
+    assert eng.match_on_arrival(o, 1, bar(100.0, 100.5, 99.0, 100.2)) == []
+    assert o.status is S.CANCELLED and not eng.has_open_orders()
+
+
+def test_post_only_never_takes_on_arrival() -> None:
+    eng = engine()
+    o = eng.submit(limit("a", BUY, "1", "99.5", TimeInForce.POST_ONLY), 1)
+    assert eng.match_on_arrival(o, 1, bar(99.0, 99.8, 98.0, 99.5)) == []
+    assert o.status is S.NEW
+    (f,) = eng.process_step(2, [bar(99.0, 99.8, 98.0, 99.5)])
+    assert (f.price, f.liquidity) == (D("99.00"), Liquidity.MAKER)
+
+
+def test_volume_taken_on_arrival_counts_against_the_bar() -> None:
+    eng = engine(max_volume_share=0.1)
+    now = bar(100, 101, 99, 100, v=5.0)  # cap 0.5
+    a = eng.submit(market("a", BUY, "0.3"), 1)
+    eng.match_on_arrival(a, 1, now)
+    b = eng.submit(limit("b", BUY, "0.3", "99.5"), 1)  # rests: fills on the path, 0.2 left for it
+    assert eng.match_on_arrival(b, 1, now) == []
+    (f,) = eng.process_step(2, [now])
+    assert (f.trade_id, f.qty) == ("b", D("0.2"))
+    c = eng.submit(limit("c", BUY, "0.3", "99.5"), 3)  # the next bar has its own cap of 0.5
+    fills = eng.process_step(4, [bar(100, 101, 99, 100, v=5.0)])
+    assert [(f.trade_id, f.qty) for f in fills] == [("b", D("0.1")), ("c", D("0.3"))]
+    assert b.status is S.FILLED and c.status is S.FILLED
+
+
+def test_pay_funding_settles_the_bar_that_opens_before_its_orders() -> None:
+    eng = engine(**ZERO_FEES)
+    open_long(eng, "1")
+    opening = bar(110, 110, 110, 110, funding=1)
+    eng.pay_funding(3, [opening])  # 1 × 110 × 0.0001 = 0.011 paid by the long
+    assert [(p.ts, p.amount) for p in eng.funding] == [(3, D("0.0110"))]
+    o = eng.submit(market("b", BUY, "1"), 3)
+    eng.match_on_arrival(o, 3, opening)
+    assert len(eng.funding) == 1  # the new position was not held when funding was due
+
+
+# --------------------------------------------------------------------------- execution ids
+def test_exec_ids_default_to_a_sequence_and_take_a_factory() -> None:
+    eng = engine()
+    open_long(eng, "1")
+    eng.submit(market("b", BUY, "1"), 3)
+    eng.process_step(4, [bar(100, 100, 100, 100)])
+    assert [f.exec_id for f in eng.fills] == ["E1", "E2"]  # deterministic: a backtest reproduces
+    names = iter(["x", "y"])
+    other = MatchingEngine([INST], D("1000"), exec_ids=lambda: next(names))
+    other.process_step(0, [bar(100, 100, 100, 100)])
+    other.submit(market("a", BUY, "1"), 1)
+    other.process_step(2, [bar(100, 100, 100, 100)])
+    assert [f.exec_id for f in other.fills] == ["x"]

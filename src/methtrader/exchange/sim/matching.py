@@ -10,6 +10,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import numpy as np
 
+from methtrader.exchange.sim.ids import ExecIds, sequential_ids
 from methtrader.exchange.sim.margin import (
     adverse_price,
     clear_of_trigger,
@@ -79,6 +80,11 @@ class MatchingEngine:
     Market orders fill at the next bar's open plus slippage (taker, immediate-or-cancel as on
     Bybit); limit orders fill at their price when a bar trades through it, or at the open when
     the bar opens beyond it. Fills are capped by a share of the bar's volume when configured.
+    A venue that shows the next bar's open as its current price can execute an order at once
+    instead (`match_on_arrival`): same prices, same rules, no wait for the bar.
+
+    `exec_ids` names the executions: E1, E2, ... by default, so a backtest is reproducible; a
+    venue whose fills outlive the process passes globally unique ids (`ids.uuid_ids`).
     """
 
     def __init__(
@@ -86,6 +92,7 @@ class MatchingEngine:
         instruments: Iterable[Instrument],
         cash: Decimal,
         config: SimConfig | None = None,
+        exec_ids: ExecIds | None = None,
     ) -> None:
         self.config = config or SimConfig()
         self.instruments = {i.symbol: i for i in instruments}
@@ -111,7 +118,8 @@ class MatchingEngine:
             s: self.config.fee_taker if self.config.fee_taker is not None else i.taker_fee
             for s, i in self.instruments.items()
         }
-        self._exec_seq = 0
+        self._exec_ids = exec_ids or sequential_ids()
+        self._volume_spent: dict[str, Decimal] = {}  # by orders matched on arrival, per symbol
         self._mmr = {s: float(i.maintenance_margin_rate) for s, i in self.instruments.items()}
         self._held_cache: tuple[list[str], list[tuple[float, float, float]], float] | None = None
         self._trigger: float | None = None
@@ -233,12 +241,32 @@ class MatchingEngine:
             if bar.funding_count and self.config.funding_rate:
                 self._pay_funding(ts, bar)
             if self.open_orders[bar.symbol]:
-                fills.extend(self._match(ts, bar))
+                fills.extend(self._match(ts, bar, self.open_orders[bar.symbol][:]))
+            if self._volume_spent:
+                self._volume_spent.pop(bar.symbol, None)
             self.marks[bar.symbol] = bar.close
             self._mark_decimals.pop(bar.symbol, None)
         if self.account.positions and self._breached(bars):
             fills.extend(self._liquidate(ts, bars))
         return fills
+
+    def match_on_arrival(self, order: Order, ts: int, bar: StepBar) -> list[Fill]:
+        """Execute a just-accepted order at once against `bar`, the bar now trading, whose open is
+        the venue's current price: a market order fills at it (slippage, tick and range rules as
+        in `process_step`), a limit that crosses it fills there as taker, IOC/FOK leftovers are
+        cancelled, and the rest of a limit rests for `process_step` of that same bar. PostOnly
+        orders never take, so they only rest. Volume taken here counts against that bar's cap."""
+        if order.status is not OrderStatus.NEW or order.tif is TimeInForce.POST_ONLY:
+            return []
+        return self._match(ts, bar, [order], arrival=True)
+
+    def pay_funding(self, ts: int, bars: list[StepBar]) -> None:
+        """Funding due at the open of `bars`, for a venue that opens a bar (and trades at its
+        open) before it matches the bar; it then passes the bars to `process_step` with
+        funding_count 0."""
+        for bar in bars:
+            if bar.funding_count and self.config.funding_rate:
+                self._pay_funding(ts, bar)
 
     def _pay_funding(self, ts: int, bar: StepBar) -> None:
         pos = self.account.positions.get(bar.symbol)
@@ -251,14 +279,16 @@ class MatchingEngine:
         self._held_cache = self._trigger = None
         self.funding.append(FundingPayment(ts, bar.symbol, pos.qty, mark, rate, amount))
 
-    def _match(self, ts: int, bar: StepBar) -> list[Fill]:
+    def _match(self, ts: int, bar: StepBar, orders: list[Order], arrival: bool = False) -> list[Fill]:
         fills = []
         inst = self.instruments[bar.symbol]
         share = self.config.max_volume_share
-        volume_left = None if share is None else to_decimal(bar.volume) * to_decimal(share)
+        spent = self._volume_spent.get(bar.symbol, ZERO)
+        budget = None if share is None else max(ZERO, to_decimal(bar.volume) * to_decimal(share) - spent)
+        volume_left = budget
         book = self.open_orders[bar.symbol]
-        for order in book[:]:
-            price, liquidity = self._execution_price(order, bar, inst)
+        for order in orders:
+            price, liquidity = self._execution_price(order, bar, inst, arrival)
             order.taker_on_arrival = False  # from now on it rests in the book
             if price is not None:
                 qty = order.leaves_qty
@@ -278,6 +308,8 @@ class MatchingEngine:
             immediate = order.type is OrderType.MARKET or order.tif in _IMMEDIATE
             if immediate or (order.reduce_only and self._reduce_only_qty(order, order.leaves_qty) == 0):
                 self._close_order(order, ts)
+        if arrival and budget is not None and volume_left is not None:
+            self._volume_spent[bar.symbol] = spent + budget - volume_left
         return fills
 
     def _reduce_only_qty(self, order: Order, qty: Decimal) -> Decimal:
@@ -291,8 +323,10 @@ class MatchingEngine:
         order.transition(OrderStatus.CANCELLED, ts)
 
     def _execution_price(
-        self, order: Order, bar: StepBar, inst: Instrument
+        self, order: Order, bar: StepBar, inst: Instrument, arrival: bool = False
     ) -> tuple[Decimal | None, Liquidity]:
+        """Price and side of the book of a fill of `order` in `bar`, or None: no fill. On arrival
+        only the open counts (the price now); the rest of the bar has not traded yet."""
         buy = order.side is Side.BUY
         if order.type is OrderType.MARKET:
             raw = self.config.slippage.price(order.side, to_decimal(bar.open), order.leaves_qty, bar.volume)
@@ -301,10 +335,10 @@ class MatchingEngine:
         assert limit is not None
         opens_through = bar.open <= limit if buy else bar.open >= limit
         if opens_through:
-            taker = order.taker_on_arrival
+            taker = arrival or order.taker_on_arrival
             price = _on_grid(inst, to_decimal(bar.open), bar, up=buy)
             return price, Liquidity.TAKER if taker else Liquidity.MAKER
-        if order.tif in (TimeInForce.IOC, TimeInForce.FOK):
+        if arrival or order.tif in _IMMEDIATE:
             return None, Liquidity.TAKER
         trades_through = bar.low < limit if buy else bar.high > limit
         return (limit, Liquidity.MAKER) if trades_through else (None, Liquidity.MAKER)
@@ -324,9 +358,8 @@ class MatchingEngine:
         pnl = self.account.book_fill(order.symbol, signed, price, fee)
         self._held_cache = self._trigger = None
         order.record_fill(qty, price, fee, ts)
-        self._exec_seq += 1
         fill = Fill(
-            exec_id=f"E{self._exec_seq}",
+            exec_id=self._exec_ids(),
             trade_id=order.trade_id,
             symbol=order.symbol,
             side=order.side,
