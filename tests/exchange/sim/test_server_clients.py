@@ -112,19 +112,13 @@ def test_server_ccxt_trading_flow(server: BackgroundServer, exchange: SimExchang
         limit = await c.create_order(SYMBOL, "limit", "buy", 0.01, 1000, {"clientOrderId": "cl-limit-1"})
         assert limit["clientOrderId"] == "cl-limit-1"
         open_orders = await c.fetch_open_orders(SYMBOL)
-        assert {o["id"] for o in open_orders} == {market["id"], limit["id"]}
-        by_id = {o["id"]: o for o in open_orders}
-        assert by_id[limit["id"]]["clientOrderId"] == "cl-limit-1"
-        assert by_id[limit["id"]]["price"] == 1000 and by_id[limit["id"]]["status"] == "open"
-
-        exchange.step()  # the market order fills at the next bar's open
-
-        open_orders = await c.fetch_open_orders(SYMBOL)
-        assert [o["id"] for o in open_orders] == [limit["id"]]
+        assert [o["id"] for o in open_orders] == [limit["id"]]  # the market order filled at once
+        assert open_orders[0]["clientOrderId"] == "cl-limit-1"
+        assert open_orders[0]["price"] == 1000 and open_orders[0]["status"] == "open"
         positions = [p for p in await c.fetch_positions() if p["contracts"]]
         assert len(positions) == 1
         assert positions[0]["side"] == "long" and positions[0]["contracts"] == 0.01
-        open_price = float(exchange.series.open[exchange.index])
+        open_price = float(exchange.series.open[exchange.index + 1])  # the bar trading now
         assert positions[0]["entryPrice"] == pytest.approx(open_price, abs=0.1)
         trades = await c.fetch_my_trades(SYMBOL)
         assert len(trades) == 1 and trades[0]["order"] == market["id"] and trades[0]["amount"] == 0.01
@@ -198,11 +192,21 @@ def test_server_ccxt_stale_timestamp_is_invalid_nonce(server: BackgroundServer, 
     run_ccxt(server.url, creds, body)
 
 
-def test_server_missing_auth_headers_is_http_401(server: BackgroundServer) -> None:
+def test_server_missing_auth_headers_is_http_401_with_bybit_envelope(
+    server: BackgroundServer, creds: Any
+) -> None:
+    """Bybit's JSON body, not a bare text: clients read retCode whatever the HTTP status."""
     reply = httpx.get(f"{server.url}/v5/account/wallet-balance?accountType=UNIFIED")
-    assert reply.status_code == 401
+    assert reply.status_code == 401 and reply.headers["content-type"] == "application/json"
+    body = reply.json()
+    assert (body["retCode"], body["retMsg"], body["result"]) == (10003, "API key is invalid.", {})
+    assert set(body) == {"retCode", "retMsg", "result", "retExtInfo", "time"}
     reply = httpx.post(f"{server.url}/v5/order/create", content=b"{}")
+    assert reply.status_code == 401 and reply.json()["retCode"] == 10003
+    key_only = {"X-BAPI-API-KEY": creds[0]}  # a key but no timestamp or signature
+    reply = httpx.post(f"{server.url}/v5/order/create", content=b"{}", headers=key_only)
     assert reply.status_code == 401
+    assert reply.json()["retCode"] == 10004 and reply.json()["retMsg"].startswith("error sign!")
 
 
 def test_server_rate_limit_headers_and_10006(server: BackgroundServer, creds: Any) -> None:
@@ -279,7 +283,6 @@ def test_server_pybit_http(server: BackgroundServer, exchange: SimExchange, cred
     )
     assert placed["retCode"] == 0 and placed["result"]["orderLinkId"] == "pybit-1"
     assert headers["X-Bapi-Limit"] == "10"
-    exchange.step()
     positions, _, _ = session.get_positions(category="linear", symbol="BTCUSDT")
     [position] = positions["result"]["list"]
     assert position["side"] == "Sell" and position["size"] == "0.005"

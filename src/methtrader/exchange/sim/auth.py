@@ -10,8 +10,8 @@ DEFAULT_RECV_WINDOW = 5000
 FUTURE_TOLERANCE_MS = 1000
 
 
-class MissingAuth(Exception):
-    """Auth headers absent: Bybit answers HTTP 401."""
+class MissingAuth(BybitError):
+    """Auth headers absent: Bybit answers HTTP 401 with its envelope, 10003 when there is no key."""
 
 
 def sign(secret: str, payload: str) -> str:
@@ -23,8 +23,10 @@ def verify_rest(keys: KeyStore, headers: dict[str, str], payload: str, now_ms: i
     api_key = headers.get("x-bapi-api-key")
     timestamp = headers.get("x-bapi-timestamp")
     signature = headers.get("x-bapi-sign")
-    if not api_key or not timestamp or not signature:
-        raise MissingAuth()
+    if not api_key:
+        raise MissingAuth(INVALID_KEY, "API key is invalid.")
+    if not timestamp or not signature:
+        raise MissingAuth(BAD_SIGN, "error sign! X-BAPI-TIMESTAMP and X-BAPI-SIGN are required")
     key = keys.get(api_key)
     if key is None:
         raise BybitError(INVALID_KEY, "API key is invalid.")

@@ -5,8 +5,9 @@
 | 10001   | params error: ...                        | missing/invalid parameter, unknown symbol, bad |
 |         |                                          | qty/price, PostOnly market order               |
 | 10002   | invalid request, please check your ...   | timestamp outside the recv_window              |
-| 10003   | API key is invalid.                      | unknown api key                                |
-| 10004   | error sign! origin_string[...]           | signature mismatch                             |
+| 10003   | API key is invalid.                      | unknown or missing api key (missing: HTTP 401) |
+| 10004   | error sign! origin_string[...]           | signature mismatch; timestamp or sign header   |
+|         |                                          | missing (HTTP 401)                             |
 | 10006   | Too many visits!                         | per-UID endpoint rate limit breached           |
 | 110001  | Order does not exist                     | cancel/amend of an unknown or closed order     |
 | 110007  | ab not enough for new order              | insufficient available balance                 |
@@ -14,7 +15,6 @@
 | 110072  | OrderLinkedID is duplicate               | orderLinkId used before on this account        |
 | 110094  | Order does not meet minimum order value  | notional below the instrument's minimum        |
 | 110025  | not modified                             | amend that changes nothing                     |
-| (HTTP 401)                                         | auth headers missing                           |
 | (HTTP 403) access too frequent                     | per-IP limit (600 requests / 5 s) breached     |
 
 A PostOnly order that would take liquidity is accepted (retCode 0) and then shows as Cancelled

@@ -1,5 +1,6 @@
 """API keys of the simulator: a JSON file in the state dir, re-read whenever it changes on disk."""
 
+import hashlib
 import json
 import os
 import secrets
@@ -17,8 +18,15 @@ _ALPHABET = string.ascii_letters + string.digits
 class ApiKey:
     api_key: str
     api_secret: str
-    uid: str
+    uid: str  # the account's Bybit UID: digits only
     created_ms: int = 0
+
+    @property
+    def key_id(self) -> str:
+        """The key's own id, as Bybit's `id` in query-api (a numeric string): derived from the
+        api key, so it stays the same across restarts without being stored."""
+        digest = hashlib.sha256(self.api_key.encode()).digest()
+        return str(int.from_bytes(digest[:8], "big") % 10**8)
 
 
 def _token(n: int) -> str:
@@ -33,11 +41,15 @@ def _read(path: Path) -> list[ApiKey]:
     except (OSError, ValueError) as exc:
         raise ValueError(f"cannot read API keys from {path}: {exc}") from exc
     rows = raw.get("keys", []) if isinstance(raw, dict) else []
-    return [
+    keys = [
         ApiKey(str(r["api_key"]), str(r["api_secret"]), str(r["uid"]), int(r.get("created_ms", 0)))
         for r in rows
         if isinstance(r, dict) and {"api_key", "api_secret", "uid"} <= r.keys()
     ]
+    for key in keys:
+        if not key.uid.isdigit():
+            raise ValueError(f"cannot read API keys from {path}: uid {key.uid!r} is not a number")
+    return keys
 
 
 def add_key(state_dir: str | os.PathLike[str], uid: str | None = None) -> tuple[str, str, str]:
@@ -46,6 +58,8 @@ def add_key(state_dir: str | os.PathLike[str], uid: str | None = None) -> tuple[
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / KEYS_FILE
     keys = _read(path)
+    if uid is not None and not uid.isdigit():
+        raise ValueError(f"a Bybit UID is a number, got {uid!r}")
     if uid is None:
         taken = {k.uid for k in keys}
         uid = str(100_000_000 + secrets.randbelow(900_000_000))

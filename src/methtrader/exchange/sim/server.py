@@ -2,9 +2,11 @@
 
 Real clients (ccxt, ccxt.pro, pybit) work against it unchanged but for their base URLs. Replies
 use Bybit's envelope `{retCode, retMsg, result, retExtInfo, time}` with HTTP 200, numbers as
-strings; HTTP 401 when auth headers are missing and 403 when an IP breaks 600 requests / 5 s.
-Every reply carries X-Bapi-Limit, X-Bapi-Limit-Status and X-Bapi-Limit-Reset-Timestamp: the
-UID's endpoint window on signed endpoints, the IP window on public ones. retCodes: see errors.py.
+strings; HTTP 401 (with the envelope, retCode 10003/10004) when auth headers are missing and 403
+when an IP breaks 600 requests / 5 s. Every reply carries X-Bapi-Limit, X-Bapi-Limit-Status and
+X-Bapi-Limit-Reset-Timestamp: the UID's endpoint window on signed endpoints, the IP window on
+public ones; and X-Sim-Instance, the simulator instance that answered (`SimExchange.instance_id`),
+so a client can tell one simulator's accounts from another's. retCodes: see errors.py.
 """
 
 import json
@@ -29,10 +31,15 @@ Params = dict[str, Any]
 Handler = Callable[[SimExchange, ApiKey, Params], object]
 
 LAUNCH_MS = 1584230400000
+INSTANCE_HEADER = "X-Sim-Instance"
 
 
 def envelope(
-    result: object, code: int = 0, message: str = "OK", headers: dict[str, str] | None = None
+    result: object,
+    code: int = 0,
+    message: str = "OK",
+    headers: dict[str, str] | None = None,
+    status: int = 200,
 ) -> Response:
     body = {
         "retCode": code,
@@ -41,7 +48,7 @@ def envelope(
         "retExtInfo": {},
         "time": now_ms(),
     }
-    return JSONResponse(body, headers=headers)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _int(params: Params, name: str, default: int, low: int = 1, high: int | None = None) -> int:
@@ -278,7 +285,7 @@ def _account_info(ex: SimExchange, key: ApiKey, params: Params) -> object:
 
 def _query_api(ex: SimExchange, key: ApiKey, params: Params) -> object:
     return {
-        "id": key.uid,
+        "id": key.key_id,
         "note": "methtrader sim",
         "apiKey": key.api_key,
         "readOnly": 0,
@@ -302,7 +309,7 @@ def _query_api(ex: SimExchange, key: ApiKey, params: Params) -> object:
         "createdAt": str(key.created_ms),
         "unified": 0,
         "uta": 1,
-        "userID": int(key.uid) if key.uid.isdigit() else key.uid,
+        "userID": int(key.uid),
         "inviterID": 0,
         "vipLevel": "No VIP",
         "mktMakerLevel": "0",
@@ -388,8 +395,8 @@ def _private_route(ex: SimExchange, method: str, path: str, handler: Handler) ->
             params = {}
         try:
             key = verify_rest(ex.keys, {k.lower(): v for k, v in request.headers.items()}, payload, now)
-        except MissingAuth:
-            return PlainTextResponse("401 Unauthorized", status_code=401)
+        except MissingAuth as exc:
+            return envelope({}, exc.code, exc.message, status=401)
         except BybitError as exc:
             return envelope({}, exc.code, exc.message)
         verdict: Verdict = ex.limiter.check_uid(key.uid, path, now)
@@ -434,6 +441,12 @@ def create_app(exchange: SimExchange) -> FastAPI:
         response: Response = await call_next(request)
         if "x-bapi-limit" not in response.headers:
             response.headers.update(verdict.headers())
+        return response
+
+    @app.middleware("http")  # added last, so outermost: on every reply, the IP limit's 403 too
+    async def instance(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        response: Response = await call_next(request)
+        response.headers[INSTANCE_HEADER] = exchange.instance_id
         return response
 
     for path, handler in PUBLIC.items():

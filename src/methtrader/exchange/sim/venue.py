@@ -3,6 +3,11 @@
 Wall-clock milliseconds are the exchange's time (clients sign with real time; orders, fills and
 `/v5/market/time` use it). The replayed bars keep their own historical timestamps: klines and
 tickers report them, and `speed` × real time sets how fast they advance.
+
+Between two steps the last shown bar has closed and the next one has opened: its open is the
+price the venue trades at now. Market orders (and limits that cross it) fill at once, as on Bybit,
+at the same price a backtest gives them (the next bar's open); resting limits fill at the step
+that replays the bar whose range reaches them, and funding is due when a bar opens.
 """
 
 import asyncio
@@ -23,6 +28,7 @@ from methtrader.exchange.sim.errors import (
     BybitError,
     rejection,
 )
+from methtrader.exchange.sim.ids import uuid_ids
 from methtrader.exchange.sim.keys import KeyStore
 from methtrader.exchange.sim.keys import add_key as _add_key
 from methtrader.exchange.sim.limits_table import RateLimiter, RateLimits
@@ -57,6 +63,7 @@ def now_ms() -> int:
 class SimAccount:
     uid: str
     engine: MatchingEngine
+    instance_id: str  # of the SimExchange: ids it derives are unique to this venue instance
     meta: dict[str, OrderMeta] = field(default_factory=dict)  # trade_id -> ids
     by_order_id: dict[str, str] = field(default_factory=dict)  # orderId -> trade_id
     link_ids: set[str] = field(default_factory=set)
@@ -65,7 +72,7 @@ class SimAccount:
     def meta_of(self, trade_id: str) -> OrderMeta:
         meta = self.meta.get(trade_id)
         if meta is None:  # an engine-made order (liquidation): give it stable ids
-            oid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.uid}/{trade_id}"))
+            oid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.instance_id}/{self.uid}/{trade_id}"))
             meta = self.meta[trade_id] = OrderMeta(oid, "")
             self.by_order_id[oid] = trade_id
         return meta
@@ -118,6 +125,10 @@ class SimExchange:
 
     Lifecycle: construct, `await start()` (launches the replay task when speed > 0), `await stop()`.
     Tests may call `step()` directly instead of running the clock.
+
+    `instance_id` (UUID4 hex) is new for every SimExchange object: accounts, positions and fills
+    live in memory only (the state dir keeps just the keys), so two instances are two venues, and
+    a ledger must not compare one's positions with the other's. Execution ids are UUIDs, as Bybit's.
     """
 
     def __init__(
@@ -149,6 +160,7 @@ class SimExchange:
         self.index = max(0, min(history, len(series) - 1))
         self.accounts: dict[str, SimAccount] = {}
         self.lock = threading.RLock()
+        self.instance_id = uuid.uuid4().hex
         self._listeners: list[Listener] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -194,10 +206,11 @@ class SimExchange:
     def bar_ts(self) -> int:
         return int(self.series.ts[self.index])
 
-    def step_bar(self, i: int) -> StepBar:
+    def step_bar(self, i: int, funding_due: bool = True) -> StepBar:
+        """Bar `i` for the engines; `funding_due=False` leaves out the funding due at its open."""
         s = self.series
         funding = 0
-        if i > 0:
+        if i > 0 and funding_due:
             funding = int(s.ts[i]) // FUNDING_MS - int(s.ts[i - 1]) // FUNDING_MS
         return StepBar(
             s.symbol,
@@ -209,18 +222,31 @@ class SimExchange:
             funding,
         )
 
+    def live_bar(self) -> StepBar:
+        """The bar trading now, whose open is the current price: the one after the last shown
+        bar, or once the replay has run out the last bar, held flat at its close."""
+        if not self.finished:
+            return self.step_bar(self.index + 1, funding_due=False)
+        last = self.step_bar(self.index, funding_due=False)
+        last.open = last.high = last.low = last.close
+        return last
+
     def step(self) -> bool:
-        """Advance the replay by one bar for every account; False when the data has run out."""
+        """Advance the replay by one bar for every account: the bar closes (resting orders it
+        reaches fill), then the next one opens (funding due at its open is paid). False when the
+        data has run out."""
         with self.lock:
             if self.finished:
                 return False
             self.index += 1
-            bar = self.step_bar(self.index)
+            bar = self.step_bar(self.index, funding_due=False)  # paid when it opened
+            opening = [self.step_bar(self.index + 1)] if not self.finished else []
             ts = now_ms()
             self._emit("bar", None, self.index)
             for account in self.accounts.values():
                 before = {o.trade_id: o.status for o in self._open(account)}
                 fills = account.engine.process_step(ts, [bar])
+                account.engine.pay_funding(ts, opening)
                 self._after_fills(account, fills, before)
             return True
 
@@ -249,11 +275,10 @@ class SimExchange:
         with self.lock:
             account = self.accounts.get(uid)
             if account is None:
-                engine = MatchingEngine(self.instruments.values(), self.cash, self.config)
-                bar = self.step_bar(self.index)
-                bar.funding_count = 0
-                engine.process_step(now_ms(), [bar])  # marks only: the account sees the current price
-                account = self.accounts[uid] = SimAccount(uid, engine)
+                engine = MatchingEngine(self.instruments.values(), self.cash, self.config, uuid_ids)
+                bar = self.step_bar(self.index, funding_due=False)
+                engine.process_step(now_ms(), [bar])  # marks only: the account sees the last close
+                account = self.accounts[uid] = SimAccount(uid, engine, self.instance_id)
             return account
 
     def create_order(self, uid: str, params: dict[str, object]) -> OrderMeta:
@@ -302,7 +327,8 @@ class SimExchange:
                 tif=tif,
                 reduce_only=_flag(params.get("reduceOnly", False)),
             )
-            account.engine.submit(order, now_ms())
+            ts = now_ms()
+            account.engine.submit(order, ts)
             if order.status is OrderStatus.REJECTED and order.reject_reason != POST_ONLY_TAKE:
                 account.engine.orders.pop(trade_id, None)  # Bybit keeps no trace of a refused order
                 raise rejection(order.reject_reason, order.reject_detail)
@@ -310,7 +336,11 @@ class SimExchange:
             account.by_order_id[order_id] = trade_id
             if link_id:
                 account.link_ids.add(link_id)
-            self._emit("order", uid, [order])
+            fills = account.engine.match_on_arrival(order, ts, self.live_bar())
+            if fills:
+                self._after_fills(account, fills, {})
+            else:
+                self._emit("order", uid, [order])
             return meta
 
     def _target(self, account: SimAccount, params: dict[str, object]) -> Order:
