@@ -14,6 +14,7 @@ import pytest
 from methtrader.ml.blobs import BlobStore, decision_blob
 from methtrader.store import Database, ledger
 from support.mlflow_run import COMMIT, MlflowRun, log_tiny_model
+from support.sealed import seal_trade
 
 T0 = 1_764_000_000_000
 
@@ -115,6 +116,7 @@ def make_trade(db: Database, blobs: Path, run: MlflowRun, trade_id: str = "mt-au
                 },
             ],
         )
+    seal_trade(db, trade_id)
     return Trade(trade_id, db, blobs, features_hash, run)
 
 

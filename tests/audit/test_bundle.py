@@ -14,6 +14,7 @@ import pytest
 from methtrader.audit.bundle import SCHEMA_VERSION, BundleError, pull, read_bundle, verify_bundle
 from methtrader.ml.blobs import BlobStore
 from support.redis_server import free_port
+from support.sealed import seal_trade
 
 from .conftest import COMMIT, T0, Trade
 
@@ -234,6 +235,7 @@ def test_a_trade_without_model_or_features(sqlite_trade: Trade, tmp_path: Path) 
         ledger.insert_lineage(
             conn, trade_id="plain-1", strategy="sma_cross", params={"fast": 10}, created_ts=T0
         )
+    seal_trade(sqlite_trade.db, "plain-1")
     path = pull(sqlite_trade.db, "plain-1", tmp_path / "plain", tracking_uri="http://127.0.0.1:9")
     assert sorted(p.name for p in path.iterdir()) == [
         "fills.json",

@@ -76,7 +76,7 @@ def test_zip_and_the_audit_log_together(sqlite_trade: Trade, tmp_path: Path) -> 
     url = sqlite_trade.db.engine.url.render_as_string(hide_password=False)
     both = runner.invoke(app, ["audit", "verify", str(tmp_path / "t.zip"), "--log", "--url", url])
     assert both.exit_code == 0, both.output
-    assert "bundle intact" in both.stdout and "audit log intact: 1 rows" in both.stdout
+    assert "bundle intact" in both.stdout and "audit log intact: 2 entries" in both.stdout
 
 
 def test_bad_input_is_one_line_and_exit_2(sqlite_trade: Trade, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ def test_intact_then_edited_then_deleted(database: Database, database_url: str) 
         append(database, "order.sent", {"trade_id": f"t-{i}"}, ts=T0 + i)
     ok = runner.invoke(app, ["audit", "verify", "--log", "--url", database_url])
     assert ok.exit_code == 0, ok.output
-    assert "audit log intact: 5 rows" in ok.stdout
+    assert "audit log intact: 5 entries" in ok.stdout
     as_json = json.loads(
         runner.invoke(app, ["audit", "verify", "--log", "--url", database_url, "--json"]).stdout
     )

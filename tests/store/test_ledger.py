@@ -222,3 +222,34 @@ def test_any_interleaving_of_duplicated_deliveries_stores_each_exec_id_once(
     for row in stored:
         n = int(row["exec_id"].rsplit("-e", 1)[1])
         assert (row["qty"], row["price"]) == (executions[n].qty, executions[n].price)
+
+
+def test_the_same_exec_id_on_another_venue_or_account_is_another_execution(database: Database) -> None:
+    """Regression (issue 19.1): a second simulator, or another account, numbers its executions on its
+    own; with exec_id alone unique, its fills were silently dropped."""
+    write_order(database)
+    with database.begin() as conn:
+        assert ledger.record_fill(conn, fill("E1"), venue="sim-aaaa", account="1")
+        assert ledger.record_fill(conn, fill("E1"), venue="sim-bbbb", account="1")
+        assert ledger.record_fill(conn, fill("E1"), venue="sim-aaaa", account="2")
+        assert not ledger.record_fill(conn, fill("E1"), venue="sim-aaaa", account="1")  # a redelivery
+    assert count(database, schema.fills) == 3
+
+
+def test_a_different_execution_under_a_stored_key_is_a_collision_not_a_no_op(database: Database) -> None:
+    write_order(database)
+    write_order(database, "t-2")
+    scope = {"venue": "bybit-testnet", "account": "7"}
+    with database.begin() as conn:
+        ledger.store_fills(conn, [{**ledger._fields(fill("E1")), **scope}])
+        again = ledger.store_fills(conn, [{**ledger._fields(fill("E1")), **scope}])
+        other = ledger.store_fills(conn, [{**ledger._fields(fill("E1", "t-2", price="43210.6")), **scope}])
+        within = ledger.store_fills(
+            conn, [{**ledger._fields(fill("E9")), **scope}, {**ledger._fields(fill("E9", qty="0.1")), **scope}]
+        )
+    assert again.new == [] and again.collisions == []  # the same execution again: nothing to say
+    assert other.new == [] and len(other.collisions) == 1
+    stored, incoming = other.collisions[0]
+    assert (stored["trade_id"], stored["price"]) == ("t-1", Decimal("43210.5"))
+    assert (incoming["trade_id"], incoming["price"]) == ("t-2", Decimal("43210.6"))
+    assert [row["exec_id"] for row in within.new] == ["E9"] and len(within.collisions) == 1

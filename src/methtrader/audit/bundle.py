@@ -41,6 +41,7 @@ from urllib.parse import urlparse
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from methtrader.audit.rows import check_trade
 from methtrader.store import Database, DatabaseError, schema
 from methtrader.store.database import describe
 from methtrader.store.ledger import fills_for, get_lineage, get_order, order_events, params_hash
@@ -61,6 +62,10 @@ class BundleError(Exception):
 
 class TradeNotFoundError(BundleError):
     pass
+
+
+class LedgerDisagreesError(BundleError):
+    """The trade's rows differ from what the audit chain recorded: no bundle certifies them."""
 
 
 # --- JSON ------------------------------------------------------------------------------------------
@@ -123,11 +128,14 @@ def read_trade(db: Database, trade_id: str) -> TradeRecord:
                 events = order_events(conn, trade_id)
                 fills = fills_for(conn, trade_id)
                 lineage = get_lineage(conn, trade_id)
+                disagreements = check_trade(conn, trade_id, order, events, fills, lineage)
                 head = conn.execute(select(schema.audit_chain_head)).mappings().first()
     except SQLAlchemyError as exc:
         raise BundleError(f"cannot read the ledger {db.url}: {describe(exc)}") from None
     except DatabaseError as exc:
         raise BundleError(str(exc)) from None
+    if disagreements:
+        raise LedgerDisagreesError("; ".join(disagreements))
     chain_head = {"last_id": head["last_id"], "last_hash": head["last_hash"]} if head is not None else None
     for row in events:
         row.pop("id", None)

@@ -36,6 +36,7 @@ def verify(
     from sqlalchemy import inspect
 
     from methtrader.audit import verify_chain
+    from methtrader.audit.rows import check_ledger
     from methtrader.store import DatabaseError
 
     if bundle is None and not log:
@@ -52,19 +53,26 @@ def verify(
                 if not inspect(connection).has_table("audit_log"):
                     raise UserError(f"{db.url} has no audit log (run `methtrader db upgrade` first)")
             report = verify_chain(db)
+            checked, problems = check_ledger(db)
         except DatabaseError as exc:
             raise UserError(str(exc)) from None
     if as_json:
-        sys.stdout.write(json.dumps(report.as_dict()) + "\n")
-    elif report.ok:
+        rows = {"rows_checked": checked, "row_problems": [p.as_dict() for p in problems]}
+        sys.stdout.write(json.dumps({**report.as_dict(), **rows, "ok": report.ok and not problems}) + "\n")
+    elif report.ok and not problems:
         Console().print(
-            f"audit log intact: {report.rows:,} rows, last hash {report.last_hash}",
+            f"audit log intact: {report.rows:,} entries, last hash {report.last_hash}; "
+            f"{checked:,} ledger rows agree with it",
             highlight=False,
             soft_wrap=True,
         )
     else:
-        Console(stderr=True).print(f"TAMPERED: {report.first_break}", highlight=False, soft_wrap=True)
-    if not report.ok or not bundle_ok:
+        err = Console(stderr=True)
+        if not report.ok:
+            err.print(f"TAMPERED: {report.first_break}", highlight=False, soft_wrap=True, markup=False)
+        for problem in problems:
+            err.print(f"TAMPERED: {problem}", highlight=False, soft_wrap=True, markup=False)
+    if not report.ok or problems or not bundle_ok:
         raise typer.Exit(1)
 
 
@@ -119,7 +127,7 @@ def pull(
     import time
     from pathlib import Path
 
-    from methtrader.audit.bundle import BundleError, read_bundle
+    from methtrader.audit.bundle import BundleError, LedgerDisagreesError, read_bundle
     from methtrader.audit.bundle import pull as pull_bundle
 
     if fmt not in ("dir", "zip"):
@@ -146,6 +154,12 @@ def pull(
                     fmt=fmt,  # type: ignore[arg-type]
                     status=lambda message: status.update(message),
                 )
+        except LedgerDisagreesError as exc:
+            Console(stderr=True).print(
+                f"REFUSED: trade {trade_id} disagrees with the audit chain: {exc}",
+                highlight=False, soft_wrap=True, markup=False,
+            )  # fmt: skip
+            raise typer.Exit(1) from None
         except BundleError as exc:
             raise UserError(str(exc)) from None
     seconds = time.perf_counter() - started

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from methtrader.audit import chain
+from methtrader.audit import rows
 from methtrader.cli.backtest import parse_decimal, parse_params
 from methtrader.cli.errors import UserError, fail_on_user_error
 from methtrader.data import DataError, resolve_bars
@@ -115,12 +115,11 @@ def _on_guard_event(
 ) -> None:
     change = guard.state.history[-1] if guard.state.history else None
     recorder.guard_change(
-        event.ts,
         change.old.name if change is not None else "",
         guard.state.state.name,
         f"{event.kind}: {event.detail}",
         guard.snapshot(),
-    )
+    )  # stamped with the wall clock, and the last bar's time in its own column
     log.warning(
         "risk guard event",
         kind=event.kind,
@@ -153,9 +152,10 @@ def _open_ledger(
         on_recovered=lambda: guard.clear_unknown_state("database back, journal replayed", now_ms()),
         observe_write=metrics.db_write_latency.observe,
         observe_backlog=backlog,
-        audit=chain.append,
+        audit=rows.seal,
     )
     guard.on_event = lambda event: _on_guard_event(notifier, recorder, guard, event)
+    guard.on_command = lambda c: recorder.control_action(account, c.seq, c.action, c.who, c.reason, c.at_ms)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its per-step INFO lines say nothing here
     try:
         db.upgrade()
@@ -284,7 +284,7 @@ def register(app: typer.Typer) -> None:
             else:
                 asyncio.run(_live(session, network, mainnet))
         finally:
-            recorder.close()
+            recorder.close(checkpoint=True)
             monitor.close()
             notifier.close()
             control.close()

@@ -44,6 +44,7 @@ from methtrader.exchange.bybit.streams import (
 )
 from methtrader.ml.blobs import BlobStore
 from methtrader.model import Bar, Fill, Instrument, Liquidity, Order, OrderStatus, OrderType
+from methtrader.model.instrument import to_decimal
 from methtrader.model.order import IllegalTransition
 from methtrader.store.ledger import params_hash
 from methtrader.strategies.base import Strategy
@@ -182,6 +183,7 @@ class LiveRunner:
         lineage: dict[str, Any] | None = None,
         blobs: BlobStore | None = None,
         alert: Callable[[str], object] | None = None,
+        snapshot_seconds: float = 60.0,
     ) -> None:
         if feed is not None and (feed.callback is not None or feed.on_event is not None):
             raise ValueError("the runner handles the feed's events: give it a feed without a handler")
@@ -205,6 +207,7 @@ class LiveRunner:
             "params_hash": params_hash(params),
         }
         self.ledger_check: LedgerReconciliation | None = None
+        self.snapshot_seconds = snapshot_seconds  # position and equity into the ledger this often
         self.alert = alert  # incidents an operator must hear of (Slack), beyond the log
         self._crash_at = os.environ.get("METHTRADER_CRASH_AT", "")
         self.venue = LiveVenue([self.symbol], self._order_changed)
@@ -254,6 +257,7 @@ class LiveRunner:
         bars before them only feed the indicators and the risk model."""
         await self.adapter.load_markets()
         if self.recorder is not None:
+            await self._scope_ledger()
             await self._reconcile_ledger()
         feed = self.feed
         self._max_bars = max_bars
@@ -376,6 +380,8 @@ class LiveRunner:
 
     def _on_bar(self, bar: Bar) -> None:
         self._last_bar_ts = bar.ts
+        if self.recorder is not None:
+            self.recorder.market_ts = bar.ts  # what a guard change this bar triggers is stamped with
         self.status.bars += 1
         self.status.bar_ts = bar.ts
         self.status.last_price = bar.close
@@ -450,6 +456,7 @@ class LiveRunner:
                         order.trade_id, "execution", str(order.status), {"filled_qty": str(order.filled_qty)},
                         self.clock.now(), {"filled_qty": order.filled_qty, "status": str(order.status)},
                     )  # fmt: skip
+                self._snapshot()
             if self.observer is not None:
                 self.observer.on_fills(fills)
             for order in touched:
@@ -581,9 +588,36 @@ class LiveRunner:
                 await self.adapter.cancel_order(order.trade_id, order.symbol)
 
     async def _tick_loop(self) -> None:
+        last_snapshot = time.monotonic()
         while True:
             await asyncio.sleep(self.poll_seconds)
             self._handle(_TICK)
+            if time.monotonic() - last_snapshot >= self.snapshot_seconds:
+                last_snapshot = time.monotonic()
+                self._snapshot()
+
+    def _snapshot(self) -> None:
+        """The position and equity as this session books them, into the ledger."""
+        if self.recorder is None:
+            return
+        account = self.portfolio.account
+        held = account.positions.get(self.symbol)
+        price = self.status.last_price
+        mark = to_decimal(price) if price == price else None
+        unrealised = held.unrealised_pnl(mark) if held is not None and mark is not None else Decimal(0)
+        position = {
+            "symbol": self.symbol, "source": "engine", "qty": held.qty if held else Decimal(0),
+            "cost": held.cost if held else Decimal(0),
+            "entry_price": held.avg_entry if held is not None and held.qty else None,
+            "mark_price": mark, "realised_pnl": held.realised_pnl if held else Decimal(0),
+            "unrealised_pnl": unrealised,
+        }  # fmt: skip
+        equity = {
+            "balance": account.wallet_balance,
+            "equity": account.wallet_balance + unrealised,
+            "unrealised_pnl": unrealised,
+        }
+        self.recorder.snapshot([position], equity, self.clock.now())
 
     # ------------------------------------------------------------------ status
     def _sync_status(self) -> None:
@@ -596,6 +630,24 @@ class LiveRunner:
             for message in feed.errors[-new:]:
                 self._error(message)
             self._feed_errors = feed.error_count
+
+    async def _scope_ledger(self) -> None:
+        """Which venue and account this session's ledger rows belong to (and the instrument's rules)."""
+        assert self.recorder is not None
+        try:
+            self.recorder.venue, self.recorder.account = await self.adapter.identity()
+        except Exception as exc:
+            self._error(f"cannot tell the venue and account: {type(exc).__name__}: {exc}")
+        inst = self.instrument
+        self.recorder.instrument(
+            {
+                "symbol": inst.symbol, "base_coin": inst.base_coin, "quote_coin": inst.quote_coin,
+                "tick_size": inst.tick_size, "qty_step": inst.qty_step, "min_qty": inst.min_qty,
+                "min_notional": inst.min_notional, "max_leverage": inst.max_leverage,
+                "maker_fee": inst.maker_fee, "taker_fee": inst.taker_fee,
+                "maintenance_margin_rate": inst.maintenance_margin_rate,
+            }
+        )  # fmt: skip
 
     async def _reconcile_ledger(self) -> None:
         """Before trading: the ledger brought in line with the exchange (see engine.reconcile)."""
@@ -626,7 +678,10 @@ class LiveRunner:
         if check.fills_inserted:
             problems.append(f"{check.fills_inserted} execution(s) missing from the ledger, inserted")
         if not check.consistent:
-            problems.append(f"position: ledger {check.ledger_position}, exchange {check.exchange_position}")
+            problems.append(
+                f"position: ledger {check.ledger_position}, exchange {check.exchange_position} "
+                f"(venue {self.recorder.venue or '?'}, account {self.recorder.account or '?'})"
+            )
         for problem in problems:
             self._error(f"ledger reconciliation: {problem}")
         if problems and self.alert is not None:

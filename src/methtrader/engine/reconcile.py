@@ -53,19 +53,25 @@ class LedgerReconciliation:
 async def reconcile_ledger(
     adapter: BybitAdapter, recorder: LedgerRecorder, symbol: str
 ) -> LedgerReconciliation:
-    """Run the check for `symbol`; the ledger must be reachable (the caller skips it otherwise)."""
+    """Run the check for `symbol` on the recorder's venue and account (rows of other venues and
+    accounts are not this exchange's to explain); the ledger must be reachable."""
     result = LedgerReconciliation()
     db = recorder.db
     now = time.time_ns() // 1_000_000
-    orders = schema.orders
+    orders, fills = schema.orders, schema.fills
+    ours_only = (orders.c.venue == recorder.venue, orders.c.account == recorder.account)
+    our_fills = (
+        fills.c.venue == recorder.venue,
+        fills.c.account == recorder.account,
+        fills.c.symbol == symbol,
+    )
     with db.connect() as conn:
         open_rows = conn.execute(
             select(orders.c.trade_id, orders.c.created_ts).where(
-                orders.c.symbol == symbol, orders.c.status.in_(("New", "PartiallyFilled"))
+                *ours_only, orders.c.symbol == symbol, orders.c.status.in_(("New", "PartiallyFilled"))
             )
         ).all()
-        last_fill = conn.execute(select(func.max(schema.fills.c.ts)).where(schema.fills.c.symbol == symbol))
-        known_until = last_fill.scalar_one()
+        known_until = conn.execute(select(func.max(fills.c.ts)).where(*our_fills)).scalar_one()
     result.open_orders = len(open_rows)
     starts = [ts for _, ts in open_rows] + ([known_until] if known_until is not None else [])
     since = max(min(starts, default=now) - MARGIN_MS, now - WEEK_MS + MARGIN_MS)
@@ -108,8 +114,8 @@ async def reconcile_ledger(
         )
         seen = set(
             conn.execute(
-                select(schema.fills.c.exec_id).where(
-                    schema.fills.c.exec_id.in_({e.exec_id for e in executions})
+                select(fills.c.exec_id).where(
+                    *our_fills, fills.c.exec_id.in_({e.exec_id for e in executions})
                 )
             ).scalars()
         )
@@ -134,9 +140,8 @@ async def reconcile_ledger(
         "privateGetV5PositionList", {"category": "linear", "symbol": symbol}
     )
     result.exchange_position = signed_positions(positions).get(symbol, ZERO)
-    fills = schema.fills
     signed = func.sum(case((fills.c.side == "Buy", fills.c.qty), else_=-fills.c.qty))
     with db.connect() as conn:
-        total = conn.execute(select(signed).where(fills.c.symbol == symbol)).scalar_one()
+        total = conn.execute(select(signed).where(*our_fills)).scalar_one()
     result.ledger_position = Decimal(str(total or 0)).normalize() + ZERO
     return result

@@ -1,7 +1,11 @@
 """The live runner's ledger writer: every order (with its lineage) is committed before it is sent,
 events and fills as they arrive, idempotently. When the database does not answer, writes go to a
 durable local journal (fsync'd JSON lines) and the runner is told (it blocks new exposure); the
-journal is replayed, in order, once the database answers again — nothing lost, nothing doubled."""
+journal is replayed, in order, once the database answers again — nothing lost, nothing doubled.
+
+Every row it writes carries the session's venue and account, and every committed change appends
+one audit-log entry naming each row it wrote with the SHA-256 of the row's canonical form
+(`store.rowhash`), so `audit verify --log` can tell an edited, inserted or deleted row."""
 
 from __future__ import annotations
 
@@ -17,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
-from methtrader.store import ledger, schema
-from methtrader.store.database import Database, describe
+from methtrader.store import ledger, rowhash, schema
+from methtrader.store.database import Database, DatabaseError, describe
 from methtrader.store.types import canonical_json
 
 if TYPE_CHECKING:
@@ -47,10 +51,17 @@ class LedgerRecorder:
         observe_write: Callable[[float], None] | None = None,
         observe_backlog: Callable[[int, bool], None] | None = None,
         audit: Callable[[Connection, str, Any], Any] | None = None,
+        venue: str = "",
+        account: str = "",
+        on_incident: Callable[[str], None] | None = None,
     ) -> None:
         self.db = db
-        self.audit = audit  # appends one hash-chained audit-log entry per committed change
+        self.audit = audit  # appends one hash-chained audit-log entry per committed change (rows.seal)
         self.mode = mode
+        self.venue = venue
+        self.account = account
+        self.on_incident = on_incident
+        self.market_ts: int | None = None  # the latest bar's time, set by the runner
         self.journal_path = journal_path
         self.on_outage = on_outage
         self.on_recovered = on_recovered
@@ -67,6 +78,8 @@ class LedgerRecorder:
         """Before the order is sent: the order row, its lineage and its first event, together."""
         row = {
             "trade_id": order.trade_id,
+            "venue": self.venue,
+            "account": self.account,
             "symbol": order.symbol,
             "side": str(order.side),
             "type": str(order.type),
@@ -107,6 +120,8 @@ class LedgerRecorder:
     def fills(self, fills: Iterable[Fill]) -> None:
         rows = [
             {
+                "venue": self.venue,
+                "account": self.account,
                 "exec_id": f.exec_id,
                 "trade_id": f.trade_id,
                 "symbol": f.symbol,
@@ -124,9 +139,34 @@ class LedgerRecorder:
         if rows:
             self._write([{"op": "fills", "rows": rows}])
 
-    def guard_change(self, ts: int, from_state: str, to_state: str, reason: str, snapshot: dict) -> None:
-        row = {"ts": ts, "from_state": from_state, "to_state": to_state, "reason": reason}
+    def guard_change(
+        self, from_state: str, to_state: str, reason: str, snapshot: dict, *, bar_ts: int | None = None
+    ) -> None:
+        """A guard transition, stamped with the wall clock now; `bar_ts` is the market data's time
+        (default: the last bar the session saw, `market_ts`)."""
+        row = {
+            "ts": _now_ms(), "bar_ts": self.market_ts if bar_ts is None else bar_ts,
+            "from_state": from_state, "to_state": to_state, "reason": reason, **self._scope(),
+        }  # fmt: skip
         self._write([{"op": "guard", "row": {**row, "snapshot": snapshot}}])
+
+    def control_action(self, account: str, seq: int, action: str, who: str, why: str, ts: int) -> None:
+        """A person's brake or resume of `account` (the control channel's name for it) as the channel
+        delivered it: stored once per (account, sequence number)."""
+        row = {"seq": seq, "action": action, "who": who, "why": why, "ts": ts, "account": account}
+        self._write([{"op": "control", "row": row}])
+
+    def snapshot(self, positions: Iterable[dict[str, Any]], equity: dict[str, Any] | None, ts: int) -> None:
+        """Positions (symbol, qty, cost, entry/mark price, pnl) and the account's equity at `ts`."""
+        ops: list[Op] = [{"op": "position", "row": {**p, "ts": ts, **self._scope()}} for p in positions]
+        if equity is not None:
+            ops.append({"op": "equity", "row": {**equity, "ts": ts, **self._scope()}})
+        if ops:
+            self._write(ops)
+
+    def instrument(self, row: dict[str, Any]) -> None:
+        """The instrument's trading rules as the session loaded them."""
+        self._write([{"op": "instrument", "row": {**row, "updated_ts": _now_ms()}}])
 
     # ------------------------------------------------------------------ outage and replay
     def replay(self) -> bool:
@@ -162,8 +202,16 @@ class LedgerRecorder:
         if self.on_outage is not None:
             self.on_outage(reason)
 
-    def close(self) -> None:
+    def close(self, checkpoint: bool = False) -> None:
+        """Close the journal; with `checkpoint`, fold SQLite's write-ahead log into the database
+        file so the file alone is the ledger after a clean stop."""
         self._journal.close()
+        if checkpoint and self.outage is None:
+            try:
+                self.db.checkpoint()
+            except (DatabaseError, *UNREACHABLE) as exc:
+                log.warning("ledger checkpoint failed", extra={"detail": describe(exc)})
+            self.db.close()
 
     # ------------------------------------------------------------------ internals
     def _event(self, trade_id: str, kind: str, status: str | None, payload: dict, ts: int) -> Op:
@@ -188,43 +236,93 @@ class LedgerRecorder:
 
     def _commit(self, ops: list[Op]) -> None:
         start = time.perf_counter()
+        incidents: list[dict[str, Any]] = []
         with self.db.begin() as conn:
-            changed = [op for op in ops if _apply(conn, op)]
-            if changed and self.audit is not None:  # a replayed entry already applied adds nothing
-                self.audit(conn, "ledger", [_summary(op) for op in changed])
+            summaries = []
+            for op in ops:
+                refs = _apply(conn, op, incidents)
+                if refs:  # a replayed entry already applied adds nothing
+                    summaries.append({**_summary(op), "rows": refs})
+            if incidents:
+                summaries.append({"op": "incident", "collisions": incidents})
+            if summaries and self.audit is not None:
+                self.audit(conn, "ledger", summaries)
         if self.observe_write is not None:
             self.observe_write(time.perf_counter() - start)
+        for incident in incidents:
+            self._incident(incident)
+
+    def _incident(self, collision: dict[str, Any]) -> None:
+        stored, incoming = collision["stored"], collision["incoming"]
+        message = (
+            f"execution {incoming['exec_id']} of {incoming['venue'] or 'venue ?'} account "
+            f"{incoming['account'] or '?'} collides with a stored different execution: stored trade "
+            f"{stored['trade_id']} {stored['side']} {stored['qty']} @ {stored['price']}, received trade "
+            f"{incoming['trade_id']} {incoming['side']} {incoming['qty']} @ {incoming['price']} "
+            "(kept in the audit log, not in fills)"
+        )
+        log.error("fill collision", extra={"detail": message})
+        if self.on_incident is not None:
+            self.on_incident(message)
+
+    def _scope(self) -> dict[str, str]:
+        return {"venue": self.venue, "account": self.account}
 
     def _observe_backlog(self) -> None:
         if self.observe_backlog is not None:
             self.observe_backlog(self.backlog, self.outage is None)
 
 
-def _apply(conn: Connection, op: Op) -> bool:
-    """One journal entry, idempotently: replaying an entry already applied changes nothing (False)."""
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _apply(conn: Connection, op: Op, incidents: list[dict[str, Any]]) -> list[rowhash.RowRef]:
+    """One journal entry, idempotently: the rows it wrote (none when replaying an entry already
+    applied). A fill colliding with a different stored execution goes to `incidents`."""
     kind = op["op"]
     if kind == "order":
-        return (
-            ledger.insert_ignoring_duplicates(conn, schema.orders, [_decimals(op["row"])], ["trade_id"]) > 0
-        )
+        row = _decimals(op["row"])
+        new = ledger.insert_ignoring_duplicates(conn, schema.orders, [row], ["trade_id"])
+        return [rowhash.row_ref("orders", row)] if new else []
     if kind == "lineage":
         row = {"params": {}, "risk_snapshot": {}, **op["row"]}
         row.setdefault("params_hash", ledger.params_hash(row["params"]))
-        return ledger.insert_ignoring_duplicates(conn, schema.lineage, [row], ["trade_id"]) > 0
+        new = ledger.insert_ignoring_duplicates(conn, schema.lineage, [row], ["trade_id"])
+        return [rowhash.row_ref("lineage", row)] if new else []
     if kind == "event":
         row = op["row"]
-        return ledger.append_order_event(
+        new = ledger.append_order_event(
             conn, row["trade_id"], seq=row["seq"], kind=row["kind"], ts=row["ts"], status=row["status"],
             payload=row["payload"],
         )  # fmt: skip
+        return [rowhash.row_ref("order_events", row)] if new else []
     if kind == "update":
-        ledger.update_order(conn, op["trade_id"], **_decimals(op["values"]))
-        return False  # an update restates what the order's events (audited) already say
+        if not ledger.update_order(conn, op["trade_id"], **_decimals(op["values"])):
+            return []
+        stored = ledger.get_order(conn, op["trade_id"])
+        return [rowhash.row_ref("orders", stored)] if stored is not None else []
     if kind == "fills":
-        return ledger.record_fills(conn, [_decimals(row) for row in op["rows"]]) > 0
+        outcome = ledger.store_fills(conn, [_decimals(row) for row in op["rows"]])
+        incidents.extend({"stored": a, "incoming": b} for a, b in outcome.collisions)
+        return [rowhash.row_ref("fills", row) for row in outcome.new]
     if kind == "guard":
-        ledger.record_guard_change(conn, **op["row"])
-        return True
+        row = {"bar_ts": None, "venue": "", "account": "", **op["row"]}
+        row_id = ledger.record_guard_change(conn, **row)
+        return [rowhash.row_ref("guard_state_changes", {**row, "id": row_id})]
+    if kind == "control":
+        row = op["row"]
+        new = ledger.record_control_action(conn, **row)
+        return [rowhash.row_ref("control_actions", row)] if new else []
+    if kind in ("position", "equity"):
+        table = "position_snapshots" if kind == "position" else "equity_snapshots"
+        row = _decimals(op["row"])
+        store = ledger.snapshot_position if kind == "position" else ledger.snapshot_equity
+        return [rowhash.row_ref(table, {**row, "id": store(conn, **row)})]
+    if kind == "instrument":
+        row = _decimals(op["row"])
+        ledger.upsert_instrument(conn, row, updated_ts=row["updated_ts"])
+        return [rowhash.row_ref("instruments", row)]
     raise ValueError(f"unknown journal entry {kind!r}")
 
 
@@ -240,13 +338,24 @@ def _summary(op: Op) -> dict[str, Any]:
         "lineage": ("trade_id", "strategy", "params_hash", "code_commit", "code_dirty", "model_run_id",
                     "model_version", "features_hash", "risk_snapshot"),
         "event": ("trade_id", "seq", "kind", "status", "ts"),
-        "guard": ("ts", "from_state", "to_state", "reason"),
+        "update": ("trade_id",),
+        "guard": ("ts", "bar_ts", "from_state", "to_state", "reason"),
+        "control": ("account", "seq", "action", "who", "why", "ts"),
+        "position": ("symbol", "qty", "ts"),
+        "equity": ("balance", "equity", "ts"),
+        "instrument": ("symbol", "tick_size", "qty_step"),
     }[kind]  # fmt: skip
+    if kind == "update":
+        return {"op": kind, "trade_id": op["trade_id"], **op["values"]}
     row = op["row"]
     return {"op": kind, **{k: row.get(k) for k in keys}}
 
 
-_DECIMAL_COLUMNS = ("qty", "price", "fee", "realised_pnl", "filled_qty")
+_DECIMAL_COLUMNS = (
+    "qty", "price", "fee", "realised_pnl", "filled_qty", "cost", "entry_price", "mark_price",
+    "unrealised_pnl", "balance", "equity", "margin_used", "tick_size", "qty_step", "min_qty",
+    "min_notional", "max_leverage", "maker_fee", "taker_fee", "maintenance_margin_rate",
+)  # fmt: skip
 
 
 def _decimals(row: dict[str, Any]) -> dict[str, Any]:

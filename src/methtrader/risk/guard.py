@@ -86,6 +86,7 @@ class RiskGuard:
         self.rate = OrderRateLimit(self.config.limits.max_orders_per_minute)
         self.events: list[GuardEvent] = []
         self.on_event: Callable[[GuardEvent], None] | None = None  # alerts and logs of a live session
+        self.on_command: Callable[[ControlCommand], None] | None = None  # the ledger's control record
         self.denied: list[DeniedOrder] = []
         self.denied_by_reason: Counter[str] = Counter()
         self.liquidations = 0
@@ -675,6 +676,8 @@ class RiskGuard:
         if latest is None or latest.seq <= self._seen_control:
             return
         for command in self._new_commands(latest):
+            if self.on_command is not None:
+                self.on_command(command)
             if command.action == "brake":
                 self.brake(command.reason, command.who, ts)
             else:

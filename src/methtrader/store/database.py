@@ -138,6 +138,21 @@ class Database:
 
         return current_revision(self)
 
+    def checkpoint(self) -> None:
+        """SQLite: move the write-ahead log into the database file and empty it, so the file alone
+        holds every commit (a copy, a backup or `sqlite3` on it sees them all). No-op elsewhere."""
+        if self.dialect != "sqlite" or self.engine.url.database in (None, "", ":memory:"):
+            return
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            busy = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            cursor.close()
+        finally:
+            raw.close()
+        if busy:
+            raise DatabaseError(f"cannot checkpoint {self.url}: another connection is reading or writing")
+
     def close(self) -> None:
         self.engine.dispose()
 

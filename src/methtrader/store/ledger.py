@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, is_dataclass
 from dataclasses import fields as dataclass_fields
-from dataclasses import is_dataclass
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, Table, select, tuple_
 
 from methtrader.store import schema
 from methtrader.store.types import canonical_json
@@ -28,8 +29,20 @@ def insert_ignoring_duplicates(
     conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], conflict_columns: Sequence[str]
 ) -> int:
     """INSERT ... ON CONFLICT (conflict_columns) DO NOTHING; how many rows were new."""
+    return len(insert_new(conn, table, rows, conflict_columns))
+
+
+def insert_new(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    conflict_columns: Sequence[str],
+    returning: Sequence[str] | None = None,
+) -> list[tuple[Any, ...]]:
+    """INSERT ... ON CONFLICT DO NOTHING; the `returning` columns (default: the conflict columns)
+    of exactly the rows that were new."""
     if not rows:
-        return 0
+        return []
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     elif conn.dialect.name == "sqlite":
@@ -40,9 +53,9 @@ def insert_ignoring_duplicates(
         insert(table)
         .values([dict(row) for row in rows])
         .on_conflict_do_nothing(index_elements=list(conflict_columns))
-        .returning(*(table.c[name] for name in conflict_columns))
+        .returning(*(table.c[name] for name in (returning or conflict_columns)))
     )  # RETURNING lists exactly the new rows on both backends (rowcount is unreliable for multi-VALUES)
-    return len(conn.execute(statement).fetchall())
+    return [tuple(row) for row in conn.execute(statement).fetchall()]
 
 
 def params_hash(params: Mapping[str, Any]) -> str:
@@ -136,19 +149,67 @@ def order_events(conn: Connection, trade_id: str) -> list[dict[str, Any]]:
     return [dict(row) for row in conn.execute(query).mappings()]
 
 
+FILL_KEY = ("venue", "account", "exec_id")
+# what makes two reports of one execution the same execution (ts and pnl may be restated)
+FILL_IDENTITY = ("trade_id", "symbol", "side", "qty", "price")
+
+
+@dataclass
+class FillsOutcome:
+    """New rows as stored, and collisions: an incoming execution whose key is stored for a different
+    execution (other order, side, price or qty) as (stored row, incoming row)."""
+
+    new: list[dict[str, Any]] = field(default_factory=list)
+    collisions: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+
+
 def record_fill(conn: Connection, fill: Any = None, /, **values: Any) -> bool:
-    """Store an execution (a `model.Fill` or column values) once: False if its exec_id is stored."""
+    """Store an execution (a `model.Fill` or column values) once: False if its key is stored."""
     return record_fills(conn, [{**(_fields(fill) if fill is not None else {}), **values}]) == 1
 
 
 def record_fills(conn: Connection, fills: Iterable[Any]) -> int:
-    """Store executions, skipping exec_ids already stored (and repeats within `fills`); how many new."""
-    rows: dict[str, dict[str, Any]] = {}
+    """Store executions, skipping keys already stored (and repeats within `fills`); how many new."""
+    return len(store_fills(conn, fills).new)
+
+
+def store_fills(conn: Connection, fills: Iterable[Any]) -> FillsOutcome:
+    """Store executions once per (venue, account, exec_id), and tell apart a redelivery (the same
+    execution again: nothing to do) from a collision (a different execution under a stored key)."""
+    rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+    outcome = FillsOutcome()
     for fill in fills:
         row = _pick(schema.fills, _fields(fill))
         row.pop("id", None)
-        rows.setdefault(row["exec_id"], row)
-    return insert_ignoring_duplicates(conn, schema.fills, list(rows.values()), ["exec_id"])
+        row.setdefault("venue", "")
+        row.setdefault("account", "")
+        key = tuple(row[name] for name in FILL_KEY)
+        first = rows.setdefault(key, row)
+        if first is not row and not _same_execution(first, row):
+            outcome.collisions.append((first, row))
+    new = set(insert_new(conn, schema.fills, list(rows.values()), FILL_KEY))
+    outcome.new = [row for key, row in rows.items() if key in new]
+    repeated = {key: row for key, row in rows.items() if key not in new}
+    if repeated:
+        table = schema.fills
+        columns = tuple_(*(table.c[name] for name in FILL_KEY))
+        for before in conn.execute(select(table).where(columns.in_(list(repeated)))).mappings():
+            row = repeated[tuple(before[name] for name in FILL_KEY)]
+            if not _same_execution(before, row):
+                outcome.collisions.append((dict(before), row))
+    return outcome
+
+
+def _same_execution(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    return all(_comparable(a.get(name)) == _comparable(b.get(name)) for name in FILL_IDENTITY)
+
+
+def _comparable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return Decimal(str(value))
+    return _plain(value)
 
 
 def fills_for(conn: Connection, trade_id: str) -> list[dict[str, Any]]:
@@ -164,29 +225,44 @@ def upsert_instrument(conn: Connection, instrument: Any, *, updated_ts: int) -> 
     conn.execute(schema.instruments.insert().values(values))
 
 
-def snapshot_position(conn: Connection, **values: Any) -> None:
-    conn.execute(schema.position_snapshots.insert().values(_pick(schema.position_snapshots, values)))
+def snapshot_position(conn: Connection, **values: Any) -> int:
+    """A position at a moment (venue, account, symbol, qty, cost...); the new row's id."""
+    return _insert_returning_id(conn, schema.position_snapshots, values)
 
 
-def snapshot_equity(conn: Connection, **values: Any) -> None:
-    conn.execute(schema.equity_snapshots.insert().values(_pick(schema.equity_snapshots, values)))
+def snapshot_equity(conn: Connection, **values: Any) -> int:
+    """The account's balance and equity at a moment; the new row's id."""
+    return _insert_returning_id(conn, schema.equity_snapshots, values)
 
 
 def record_guard_change(
-    conn: Connection, *, ts: int, from_state: str, to_state: str, reason: str = "", snapshot: Any = None
-) -> None:
-    conn.execute(
-        schema.guard_state_changes.insert().values(
-            ts=ts,
-            from_state=_plain(from_state),
-            to_state=_plain(to_state),
-            reason=reason,
-            snapshot=snapshot or {},
-        )
-    )
+    conn: Connection,
+    *,
+    ts: int,
+    from_state: str,
+    to_state: str,
+    reason: str = "",
+    snapshot: Any = None,
+    bar_ts: int | None = None,
+    venue: str = "",
+    account: str = "",
+) -> int:
+    """A guard transition: `ts` wall-clock, `bar_ts` the market data's time; the new row's id."""
+    values = {
+        "ts": ts, "bar_ts": bar_ts, "from_state": from_state, "to_state": to_state, "reason": reason,
+        "snapshot": snapshot or {}, "venue": venue, "account": account,
+    }  # fmt: skip
+    return _insert_returning_id(conn, schema.guard_state_changes, values)
 
 
-def record_control_action(conn: Connection, *, seq: int, action: str, who: str, why: str, ts: int) -> bool:
-    """A brake or resume, once per control-channel sequence number."""
-    row = {"seq": seq, "action": action, "who": who, "why": why, "ts": ts}
-    return insert_ignoring_duplicates(conn, schema.control_actions, [row], ["seq"]) == 1
+def record_control_action(
+    conn: Connection, *, seq: int, action: str, who: str, why: str, ts: int, account: str = ""
+) -> bool:
+    """A brake or resume, once per (account, control-channel sequence number)."""
+    row = {"account": account, "seq": seq, "action": action, "who": who, "why": why, "ts": ts}
+    return insert_ignoring_duplicates(conn, schema.control_actions, [row], ["account", "seq"]) == 1
+
+
+def _insert_returning_id(conn: Connection, table: Table, values: Mapping[str, Any]) -> int:
+    statement = table.insert().values(_pick(table, values)).returning(table.c.id)
+    return int(conn.execute(statement).scalar_one())

@@ -2,8 +2,11 @@
 
 Times are UTC epoch milliseconds (`BigInteger`), as in `methtrader.model`; money and quantities are
 exact `Decimal` (`Money`). Append-only tables (order events, fills, snapshots, guard changes,
-control actions, the audit log) are only ever inserted into; fills are unique by the exchange's
-execution id and order events by (trade id, sequence), so a redelivered message is stored once.
+control actions, the audit log) are only ever inserted into; fills are unique by (venue, account,
+execution id) and order events by (trade id, sequence), so a redelivered message is stored once.
+Orders, fills, snapshots, guard changes and control actions say which venue ("bybit-mainnet",
+"sim-<instance>") and account (the exchange's UID) they belong to: reconciliation compares like
+with like.
 Migrations (`methtrader.store.migrations`) create exactly this metadata; a test compares them.
 """
 
@@ -40,6 +43,16 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 TRADE_ID = 64  # Bybit's orderLinkId is at most 36 characters; room to spare
 SHA256_HEX = 64
+VENUE = 64  # "bybit-mainnet", "sim-" + a 32-hex instance id
+ACCOUNT = 64  # the exchange's UID (digits), or a configured account name
+
+
+def _venue() -> Mapped[str]:
+    return mapped_column(String(VENUE), server_default="")
+
+
+def _account() -> Mapped[str]:
+    return mapped_column(String(ACCOUNT), server_default="")
 
 
 class Base(DeclarativeBase):
@@ -72,9 +85,12 @@ class OrderRow(Base):
     __table_args__ = (
         Index(None, "symbol", "created_ts"),
         Index(None, "status"),
+        Index(None, "venue", "account", "symbol"),
     )
 
     trade_id: Mapped[str] = mapped_column(String(TRADE_ID), primary_key=True)
+    venue: Mapped[str] = _venue()
+    account: Mapped[str] = _account()
     exchange_order_id: Mapped[str | None] = mapped_column(String(64))
     symbol: Mapped[str] = mapped_column(String(32))
     side: Mapped[str] = mapped_column(String(8))
@@ -109,13 +125,19 @@ class OrderEventRow(Base):
 
 
 class FillRow(Base):
-    """One execution, unique by the exchange's execution id."""
+    """One execution, unique by venue, account and the exchange's execution id."""
 
     __tablename__ = "fills"
-    __table_args__ = (Index(None, "trade_id"), Index(None, "symbol", "ts"))
+    __table_args__ = (
+        Index(None, "trade_id"),
+        Index(None, "symbol", "ts"),
+        UniqueConstraint("venue", "account", "exec_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    exec_id: Mapped[str] = mapped_column(String(64), unique=True)
+    venue: Mapped[str] = _venue()
+    account: Mapped[str] = _account()
+    exec_id: Mapped[str] = mapped_column(String(64))
     trade_id: Mapped[str] = mapped_column(String(TRADE_ID))
     symbol: Mapped[str] = mapped_column(String(32))
     side: Mapped[str] = mapped_column(String(8))
@@ -135,6 +157,8 @@ class PositionSnapshotRow(Base):
     __table_args__ = (Index(None, "symbol", "ts"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    venue: Mapped[str] = _venue()
+    account: Mapped[str] = _account()
     ts: Mapped[int] = mapped_column(BigInteger)
     symbol: Mapped[str] = mapped_column(String(32))
     source: Mapped[str] = mapped_column(String(16), default="engine")
@@ -153,6 +177,8 @@ class EquitySnapshotRow(Base):
     __table_args__ = (Index(None, "ts"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    venue: Mapped[str] = _venue()
+    account: Mapped[str] = _account()
     ts: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(16), default="USDT")
     balance: Mapped[Decimal] = mapped_column(Money)
@@ -162,13 +188,19 @@ class EquitySnapshotRow(Base):
 
 
 class GuardStateChangeRow(Base):
-    """A transition of the risk guard (ACTIVE / REDUCING / HALTED) with why and the risk figures."""
+    """A transition of the risk guard (ACTIVE / REDUCING / HALTED) with why and the risk figures.
+
+    `ts` is wall-clock time when the change was recorded; `bar_ts` the market data's time (the bar
+    being replayed or streamed) that triggered it, if any: one time base per column."""
 
     __tablename__ = "guard_state_changes"
     __table_args__ = (Index(None, "ts"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    venue: Mapped[str] = _venue()
+    account: Mapped[str] = _account()
     ts: Mapped[int] = mapped_column(BigInteger)
+    bar_ts: Mapped[int | None] = mapped_column(BigInteger)
     from_state: Mapped[str] = mapped_column(String(16))
     to_state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text, default="")
@@ -176,12 +208,15 @@ class GuardStateChangeRow(Base):
 
 
 class ControlActionRow(Base):
-    """A human brake or resume: who, why, when, and the control channel's sequence number."""
+    """A human brake or resume: who, why, when, for which account, and the control channel's
+    sequence number (unique per account)."""
 
     __tablename__ = "control_actions"
+    __table_args__ = (UniqueConstraint("account", "seq"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    account: Mapped[str] = _account()
+    seq: Mapped[int] = mapped_column(BigInteger)
     action: Mapped[str] = mapped_column(String(16))
     who: Mapped[str] = mapped_column(String(128))
     why: Mapped[str] = mapped_column(Text)
@@ -223,6 +258,17 @@ class AuditLogRow(Base):
     hash: Mapped[str] = mapped_column(String(SHA256_HEX), unique=True)
 
 
+class AuditRefRow(Base):
+    """Which audit entries concern which trade: a lookup index for `audit pull`, not evidence (the
+    entries it points to are checked against their own hashes; `audit verify --log` walks them all)."""
+
+    __tablename__ = "audit_refs"
+    __table_args__ = (Index(None, "trade_id"),)
+
+    audit_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    trade_id: Mapped[str] = mapped_column(String(TRADE_ID), primary_key=True)
+
+
 class AuditChainHeadRow(Base):
     """One row (id 1): the last audit id and hash. Appenders lock it; a truncated tail shows here."""
 
@@ -245,4 +291,5 @@ guard_state_changes = GuardStateChangeRow.__table__
 control_actions = ControlActionRow.__table__
 lineage = LineageRow.__table__
 audit_log = AuditLogRow.__table__
+audit_refs = AuditRefRow.__table__
 audit_chain_head = AuditChainHeadRow.__table__

@@ -7,7 +7,7 @@ would turn "0.1" into a binary float, so there the exact string is stored and pa
 from __future__ import annotations
 
 import json
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any
 
 from sqlalchemy import JSON, Dialect, Numeric, String
@@ -32,9 +32,7 @@ class Money(TypeDecorator[Decimal]):
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
             return None
-        number = value if isinstance(value, Decimal) else Decimal(str(value))
-        if not number.is_finite():
-            raise ValueError(f"money must be finite, not {number}")
+        number = money_value(value)
         if dialect.name == "sqlite":
             return decimal_text(number)
         return number
@@ -44,6 +42,21 @@ class Money(TypeDecorator[Decimal]):
             return None
         number = value if isinstance(value, Decimal) else Decimal(str(value))
         return normalised(number)
+
+
+def money_value(value: Any) -> Decimal:
+    """The exact Decimal a money column stores: at most 18 decimals, rounded half away from zero as
+    PostgreSQL's NUMERIC(38, 18) does, on both backends (so a row reads back as it was hashed)."""
+    number = value if isinstance(value, Decimal) else Decimal(str(value))
+    if not number.is_finite():
+        raise ValueError(f"money must be finite, not {number}")
+    if number.as_tuple().exponent < -MONEY_SCALE:  # type: ignore[operator]
+        number = number.quantize(_SCALE, context=_ROUNDING)
+    return number
+
+
+_SCALE = Decimal(1).scaleb(-MONEY_SCALE)
+_ROUNDING = Context(prec=2 * MONEY_PRECISION, rounding=ROUND_HALF_UP)
 
 
 def decimal_text(number: Decimal) -> str:

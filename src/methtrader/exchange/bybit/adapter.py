@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 Network = Literal["mainnet", "testnet", "demo", "sim"]
 
 DUPLICATE_LINK_ID = "110072"
+SIM_INSTANCE_HEADER = "X-Sim-Instance"  # the simulator names itself on every response
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +260,17 @@ class BybitAdapter:
 
     async def fetch_balance(self) -> dict[str, Any]:
         return await self._call(self.client.fetch_balance)
+
+    async def identity(self) -> tuple[str, str]:
+        """(venue, account) the ledger scopes rows by: `bybit-<network>` or `sim-<instance>` (the
+        simulator's X-Sim-Instance header: a new simulator is a new venue) and the key's UID."""
+        answer = await self._call(self.client.privateGetV5UserQueryApi)
+        uid = str((answer.get("result") or {}).get("userID") or "")
+        if self.settings.network != "sim":
+            return f"bybit-{self.settings.network}", uid
+        meta = _LAST.get()  # this task's last response: the one just answered
+        headers = {k.lower(): v for k, v in (meta.headers if meta is not None else {}).items()}
+        return f"sim-{headers.get(SIM_INSTANCE_HEADER.lower(), 'unknown')}", uid
 
     async def fetch_pages(self, endpoint: str, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
         """Every page of a V5 list endpoint (ccxt's implicit method name, e.g.
