@@ -49,6 +49,17 @@ def dec(x: float) -> D:
     return D(repr(x))
 
 
+# one symbol's bar: open, high, low, close in ticks, volume, funding count
+Row = tuple[int, int, int, int, float, int]
+
+
+def _bars(row: list[Row]) -> list[StepBar]:
+    return [
+        StepBar(s, px(o), px(h), px(lo), px(c), vol, funding)
+        for s, (o, h, lo, c, vol, funding) in zip(SYMBOLS, row, strict=True)
+    ]
+
+
 # --------------------------------------------------------------------------- strategies
 @dataclass(frozen=True)
 class Submit:
@@ -84,7 +95,7 @@ actions = st.lists(st.one_of(submits, submits, submits, st.builds(Cancel, st.int
 
 
 @st.composite
-def bar_paths(draw: st.DrawFn) -> list[list[tuple[int, int, int, int, float, int]]]:
+def bar_paths(draw: st.DrawFn) -> list[list[Row]]:
     """Per step, per symbol: (open, high, low, close) in ticks, volume, funding count."""
     n_steps = draw(st.integers(1, 40))
     close = {s: draw(st.integers(2_000, 20_000)) for s in SYMBOLS}
@@ -132,7 +143,9 @@ class Harness:
         self.reduce_only_fills = 0
 
     # ------------------------------------------------------------- input
-    def act(self, action: Submit | Cancel, ts: int) -> None:
+    def act(self, action: Submit | Cancel, ts: int, now: list[Row] | None = None) -> None:
+        """Submit or cancel; with `now` (the row of the bars trading now, as on the simulator's
+        venue) an accepted order is also matched on arrival against its symbol's bar."""
         eng = self.eng
         if isinstance(action, Cancel):
             if eng.orders:
@@ -176,48 +189,25 @@ class Harness:
             assert order.qty % INSTRUMENTS[order.symbol].qty_step == 0
             if order.price is not None:
                 assert order.price % TICK == 0
+            if now is not None:
+                bar = _bars(now)[SYMBOLS.index(order.symbol)]
+                fills = eng.match_on_arrival(order, ts, bar)
+                assert all(f.trade_id == trade_id and not f.is_liquidation for f in fills)
+                self._record(ts, fills, {bar.symbol: bar})
+                self.check_conservation()
         self.check_orders()
 
-    def step(self, ts: int, row: list[tuple[int, int, int, int, float, int]]) -> None:
+    def step(self, ts: int, row: list[Row]) -> None:
         eng = self.eng
-        bars = [
-            StepBar(s, px(o), px(h), px(lo), px(c), vol, funding)
-            for s, (o, h, lo, c, vol, funding) in zip(SYMBOLS, row, strict=True)
-        ]
+        bars = _bars(row)
         by_symbol = {b.symbol: b for b in bars}
         liquidations_before = eng.liquidations
         fills = eng.process_step(ts, bars)
-        assert eng.fills[len(self.fills) :] == fills
         liq_fills = [f for f in fills if f.is_liquidation]
         # liquidation fills come last, one per held symbol, and only with a liquidation
         assert fills[len(fills) - len(liq_fills) :] == liq_fills
         assert (eng.liquidations - liquidations_before) == (1 if liq_fills else 0)
-
-        position_before_liq: dict[str, D] = {}
-        for f in fills:
-            bar = by_symbol[f.symbol]
-            # (c) within the bar of this step, on the tick grid, stamped with this step
-            assert dec(bar.low) <= f.price <= dec(bar.high), (f, bar)
-            assert f.price % TICK == 0
-            assert f.ts == ts
-            assert f.qty > 0
-            # (d) never for a rejected order
-            assert f.trade_id not in self.rejected_ids
-            order = eng.orders[f.trade_id]
-            assert order.symbol == f.symbol and order.side is f.side
-            # (b) positions replayed from fills; reduce-only never increases |position|
-            before = self.running[f.symbol]
-            after = before + f.signed_qty
-            assert f.position_after == after
-            if order.reduce_only:
-                self.reduce_only_fills += 1
-                assert abs(after) <= abs(before), (f, before)
-                assert after * before >= 0, (f, before)
-            if f.is_liquidation:
-                position_before_liq[f.symbol] = before
-                assert after == 0
-            self.running[f.symbol] = after
-            self.fills.append(f)
+        position_before_liq = self._record(ts, fills, by_symbol)
 
         if liq_fills:
             # everything flat, nothing left open, and the account really was in breach at the
@@ -243,6 +233,38 @@ class Harness:
 
         self.check_orders()
         self.check_conservation()
+
+    def _record(self, ts: int, fills: list[Fill], by_symbol: dict[str, StepBar]) -> dict[str, D]:
+        """Check each new fill against its bar and order and replay it into the positions; the
+        positions just before liquidation fills, by symbol."""
+        eng = self.eng
+        assert eng.fills[len(self.fills) :] == fills
+        position_before_liq: dict[str, D] = {}
+        for f in fills:
+            bar = by_symbol[f.symbol]
+            # (c) within the bar of this step, on the tick grid, stamped with this step
+            assert dec(bar.low) <= f.price <= dec(bar.high), (f, bar)
+            assert f.price % TICK == 0
+            assert f.ts == ts
+            assert f.qty > 0
+            # (d) never for a rejected order
+            assert f.trade_id not in self.rejected_ids
+            order = eng.orders[f.trade_id]
+            assert order.symbol == f.symbol and order.side is f.side
+            # (b) positions replayed from fills; reduce-only never increases |position|
+            before = self.running[f.symbol]
+            after = before + f.signed_qty
+            assert f.position_after == after
+            if order.reduce_only:
+                self.reduce_only_fills += 1
+                assert abs(after) <= abs(before), (f, before)
+                assert after * before >= 0, (f, before)
+            if f.is_liquidation:
+                position_before_liq[f.symbol] = before
+                assert after == 0
+            self.running[f.symbol] = after
+            self.fills.append(f)
+        return position_before_liq
 
     # ------------------------------------------------------------- invariants
     def _replay_until(self, n: int) -> dict[str, D]:
@@ -328,14 +350,17 @@ class Harness:
     cash=st.sampled_from([D(20), D(50), D("300.5"), D(10_000)]),
     path=bar_paths(),
     flow=st.data(),
+    on_arrival=st.booleans(),
 )
 def test_random_order_flow_invariants(
-    config: SimConfig, cash: D, path: list[list[tuple[int, int, int, int, float, int]]], flow: st.DataObject
+    config: SimConfig, cash: D, path: list[list[Row]], flow: st.DataObject, on_arrival: bool
 ) -> None:
+    """`on_arrival`: as on the simulator's venue, each order is also matched when it arrives
+    against the bar about to be stepped (whose open is the price now)."""
     h = Harness(config, cash)
     for i, row in enumerate(path):
         for action in flow.draw(actions, label=f"actions before step {i}"):
-            h.act(action, 2 * i)
+            h.act(action, 2 * i, row if on_arrival else None)
         h.step(2 * i + 1, row)
 
 
@@ -358,3 +383,20 @@ def test_harness_sees_reduce_only_fills_and_liquidations() -> None:
     h.step(7, [(7_500, 7_600, 7_000, 7_200, 1_000.0, 0), (10_200, 10_300, 10_100, 10_200, 1_000.0, 1)])
     assert h.eng.liquidations == 1
     assert h.reduce_only_fills == 3  # the two liquidation closes are reduce-only too
+
+
+def test_harness_sees_fills_on_arrival() -> None:
+    """The arrival path of the property test does fill (guards against a vacuous property)."""
+    h = Harness(SimConfig(max_volume_share=0.5), D(10_000))
+    flat = [(10_000, 10_000, 10_000, 10_000, 1_000.0, 0)] * 2
+    h.step(1, flat)
+    now = [(10_100, 10_200, 9_900, 10_000, 1.0, 0)] * 2
+    h.act(Submit("AAAUSDT", Side.BUY, True, 800, 0, TimeInForce.GTC, False, False), 2, now)
+    h.act(Submit("BBBUSDT", Side.SELL, False, 400, -200, TimeInForce.GTC, False, False), 2, now)
+    assert [(f.symbol, f.qty, f.price) for f in h.fills] == [
+        ("AAAUSDT", D("0.5"), D("101")),  # the market order takes the cap of 0.5 at the open
+        ("BBBUSDT", D("0.4"), D("101")),  # a sell limit at 98 crosses the open 101: taker at 101
+    ]
+    assert not h.eng.has_open_orders()  # the market order's rest was cancelled, as IOC
+    h.step(3, now)
+    assert len(h.fills) == 2
