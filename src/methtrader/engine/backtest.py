@@ -80,14 +80,29 @@ def _align(series: BarSeries, instrument: Instrument, timeline: np.ndarray, fund
     )
 
 
+def snap_to_tick(x: np.ndarray, tick: Decimal) -> np.ndarray:
+    """Each price as the float nearest to an exact multiple of `tick` (the nearest multiple).
+
+    The venue reads a bar price back as the Decimal of its shortest repr and rounds against the
+    trader (up for buys), so the float must be the one whose repr *is* the tick multiple:
+    `k * float(tick)` is not (2979910 × 0.01 is 29799.100000000002, a fill at 29799.11). With
+    the tick as m × 10^-d, k·m and 10^d are exact integers in a float (k·m below 2^53, d up to
+    22), and IEEE division of the two is correctly rounded: the nearest float to k·m / 10^d,
+    whose repr is that decimal (for prices of up to 15 significant digits).
+    """
+    sign, digits, exponent = tick.normalize().as_tuple()
+    if sign or not isinstance(exponent, int) or not tick:
+        raise ValueError(f"tick size must be a positive finite number, got {tick}")
+    m = int("".join(map(str, digits)))
+    k = np.round(x / float(tick))
+    if exponent >= 0:
+        return k * float(m * 10**exponent)
+    return (k * float(m)) / float(10**-exponent)
+
+
 def _round_to_ticks(series: BarSeries, tick: Decimal) -> BarSeries:
     """Snap bar prices to the instrument's tick, as an exchange would have printed them."""
-    t = float(tick)
-
-    def snap(x: np.ndarray) -> np.ndarray:
-        return np.round(np.round(x / t) * t, 12)
-
-    o, h, low, c = snap(series.open), snap(series.high), snap(series.low), snap(series.close)
+    o, h, low, c = (snap_to_tick(x, tick) for x in (series.open, series.high, series.low, series.close))
     return BarSeries(
         series.symbol,
         series.ts,
