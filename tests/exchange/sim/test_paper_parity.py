@@ -13,7 +13,7 @@ from methtrader.exchange.sim.matching import SimConfig
 from methtrader.exchange.sim.runner import BackgroundServer
 from methtrader.exchange.sim.slippage import FixedSlippage
 from methtrader.exchange.sim.venue import SimExchange
-from methtrader.model import BarSeries
+from methtrader.model import BarSeries, Liquidity, OrderStatus
 from methtrader.model.instrument import generic_perpetual, to_decimal
 from methtrader.strategies import SmaCross
 
@@ -51,6 +51,22 @@ def test_market_order_is_filled_when_it_arrives_at_the_current_price(tmp_path: P
         assert statuses["x"] == ("Filled", expected)  # crosses the price now: a taker at it
         assert statuses["r"][0] == "New"
     assert exchange.index == index  # nothing was replayed meanwhile
+
+
+def test_an_amended_limit_that_crosses_the_price_now_fills_at_once(tmp_path: Path) -> None:
+    series, instrument = resolve_bars("btcusdt-1h-2019-2020")
+    exchange = SimExchange(series, instrument, state_dir=tmp_path, speed=0, cash=Decimal(100_000))
+    _, _, uid = exchange.add_key()
+    now = float(series.open[exchange.index + 1])
+    order = {"category": "linear", "symbol": "BTCUSDT", "side": "Sell", "orderType": "Limit", "qty": "0.01"}
+    exchange.create_order(
+        uid, {**order, "price": str(int(series.high[exchange.index + 1]) + 100), "orderLinkId": "a"}
+    )
+    [resting] = exchange.open_orders(uid)
+    exchange.amend_order(uid, {"category": "linear", "orderLinkId": "a", "price": str(int(now) - 50)})
+    assert resting.status is OrderStatus.FILLED and exchange.open_orders(uid) == []
+    [fill] = exchange.accounts[uid].engine.fills
+    assert fill.liquidity is Liquidity.TAKER and abs(fill.price - to_decimal(now)) < instrument.tick_size
 
 
 def _gapped(n: int) -> BarSeries:

@@ -251,12 +251,13 @@ class MatchingEngine:
         return fills
 
     def match_on_arrival(self, order: Order, ts: int, bar: StepBar) -> list[Fill]:
-        """Execute a just-accepted order at once against `bar`, the bar now trading, whose open is
-        the venue's current price: a market order fills at it (slippage, tick and range rules as
-        in `process_step`), a limit that crosses it fills there as taker, IOC/FOK leftovers are
-        cancelled, and the rest of a limit rests for `process_step` of that same bar. PostOnly
-        orders never take, so they only rest. Volume taken here counts against that bar's cap."""
-        if order.status is not OrderStatus.NEW or order.tif is TimeInForce.POST_ONLY:
+        """Execute a just-accepted (or amended) order at once against `bar`, the bar now trading,
+        whose open is the venue's current price: a market order fills at it (slippage, tick and
+        range rules as in `process_step`), a limit that crosses it fills there as taker, IOC/FOK
+        leftovers are cancelled, and the rest of a limit rests for `process_step` of that same
+        bar. PostOnly orders never take, so they only rest. Volume taken here counts against the
+        bar's cap."""
+        if not order.status.is_open or order.tif is TimeInForce.POST_ONLY:
             return []
         return self._match(ts, bar, [order], arrival=True)
 

@@ -336,12 +336,16 @@ class SimExchange:
             account.by_order_id[order_id] = trade_id
             if link_id:
                 account.link_ids.add(link_id)
-            fills = account.engine.match_on_arrival(order, ts, self.live_bar())
-            if fills:
-                self._after_fills(account, fills, {})
-            else:
-                self._emit("order", uid, [order])
+            self._arrive(account, order, ts)
             return meta
+
+    def _arrive(self, account: SimAccount, order: Order, ts: int) -> None:
+        """Match a new or amended order against the price now and tell the streams."""
+        fills = account.engine.match_on_arrival(order, ts, self.live_bar())
+        if fills:
+            self._after_fills(account, fills, {})
+        else:
+            self._emit("order", account.uid, [order])
 
     def _target(self, account: SimAccount, params: dict[str, object]) -> Order:
         order_id = str(params.get("orderId") or "") or None
@@ -405,8 +409,8 @@ class SimExchange:
             except OrderRejected as exc:
                 raise rejection(exc.reason) from exc
             order.qty, order.price = new_qty, new_price
-            order.updated_ts = now_ms()
-            self._emit("order", uid, [order])
+            order.updated_ts = ts = now_ms()
+            self._arrive(account, order, ts)  # an amended price that crosses takes, as on Bybit
             return account.meta_of(order.trade_id)
 
     def open_orders(self, uid: str) -> list[Order]:
