@@ -19,6 +19,7 @@ with SELECT ... FOR UPDATE; on SQLite every ledger transaction starts with BEGIN
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from methtrader.store import schema
@@ -43,6 +44,24 @@ Problem = Literal["edited", "inserted", "deleted"]
 
 def entry_hash(id: int, ts: int, kind: str, payload: Any, prev_hash: str) -> str:
     return hashlib.sha256(canonical_json([id, ts, kind, payload, prev_hash]).encode()).hexdigest()
+
+
+def _entry_hash_of_text(id: int, ts: int, kind: str, text: str, prev_hash: str) -> str:
+    """`entry_hash` of a payload given as its canonical JSON text, without parsing it back: the
+    canonical text of a list is its members' canonical texts joined by commas."""
+    line = f"[{int(id)},{int(ts)},{canonical_json(kind)},{text},{canonical_json(prev_hash)}]"
+    return hashlib.sha256(line.encode()).hexdigest()
+
+
+@functools.cache
+def _statements() -> tuple[Any, Any, Any]:
+    """The appender's statements, built once (their compiled forms are cached by SQLAlchemy)."""
+    head = schema.audit_chain_head
+    lock = select(head.c.last_id, head.c.last_hash).where(head.c.id == HEAD_ID).with_for_update()
+    move = head.update().where(head.c.id == HEAD_ID).values(
+        last_id=bindparam("new_id"), last_hash=bindparam("new_hash")
+    )
+    return lock, schema.audit_log.insert(), move
 
 
 def iso(ts_ms: int | None) -> str:
@@ -126,22 +145,22 @@ def append(target: Database | Connection, kind: str, payload: Any, *, ts: int | 
         except SQLAlchemyError as exc:
             raise DatabaseError(f"cannot append to the audit log in {target.url}: {describe(exc)}") from None
     conn = target
-    head = schema.audit_chain_head
-    insert_ignoring_duplicates(conn, head, [{"id": HEAD_ID, "last_id": 0, "last_hash": GENESIS_HASH}], ["id"])
-    last_id, last_hash = conn.execute(
-        select(head.c.last_id, head.c.last_hash).where(head.c.id == HEAD_ID).with_for_update()
-    ).one()
+    lock, insert_entry, move_head = _statements()
+    current = conn.execute(lock).first()
+    if current is None:  # the first entry of this ledger: create the head, then lock it
+        insert_ignoring_duplicates(
+            conn, schema.audit_chain_head, [{"id": HEAD_ID, "last_id": 0, "last_hash": GENESIS_HASH}], ["id"]
+        )
+        current = conn.execute(lock).one()
+    last_id, last_hash = current
     text = canonical_json(payload)
-    value = json.loads(text)  # what verification will read back
     entry_ts = int(time.time() * 1000) if ts is None else int(ts)
     entry_id = last_id + 1
-    digest = entry_hash(entry_id, entry_ts, kind, value, last_hash)
-    conn.execute(
-        schema.audit_log.insert().values(
-            id=entry_id, ts=entry_ts, kind=kind, payload=text, prev_hash=last_hash, hash=digest
-        )
-    )
-    conn.execute(head.update().where(head.c.id == HEAD_ID).values(last_id=entry_id, last_hash=digest))
+    digest = _entry_hash_of_text(entry_id, entry_ts, kind, text, last_hash)
+    row = {"id": entry_id, "ts": entry_ts, "kind": kind, "payload": text, "prev_hash": last_hash}
+    conn.execute(insert_entry, {**row, "hash": digest})
+    conn.execute(move_head, {"new_id": entry_id, "new_hash": digest})
+    value = json.loads(text)  # what verification will read back
     return AuditEntry(entry_id, entry_ts, kind, value, last_hash, digest)
 
 

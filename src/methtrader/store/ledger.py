@@ -12,6 +12,7 @@ commit together). Fills and order events are idempotent: a redelivered message i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, is_dataclass
@@ -43,19 +44,37 @@ def insert_new(
     of exactly the rows that were new."""
     if not rows:
         return []
-    if conn.dialect.name == "postgresql":
+    statement = _upsert_statement(conn.dialect.name, table, tuple(conflict_columns), tuple(returning or ()))
+    out: list[tuple[Any, ...]] = []
+    for group in _same_columns(rows):  # parameters apart from the statement: compiled once, cached
+        out += [tuple(row) for row in conn.execute(statement, group).fetchall()]
+    return out
+
+
+def _same_columns(rows: Sequence[Mapping[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Rows grouped by their column set, in order (an executemany binds one set of columns)."""
+    groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(frozenset(row), []).append(dict(row))
+    return list(groups.values())
+
+
+@functools.cache
+def _upsert_statement(
+    dialect: str, table: Table, conflict: tuple[str, ...], returning: tuple[str, ...]
+) -> Any:
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
-    elif conn.dialect.name == "sqlite":
+    elif dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
     else:  # pragma: no cover - resolve_url admits only the two
-        raise NotImplementedError(conn.dialect.name)
-    statement = (
+        raise NotImplementedError(dialect)
+    # RETURNING lists exactly the new rows on both backends (rowcount is unreliable for executemany)
+    return (
         insert(table)
-        .values([dict(row) for row in rows])
-        .on_conflict_do_nothing(index_elements=list(conflict_columns))
-        .returning(*(table.c[name] for name in (returning or conflict_columns)))
-    )  # RETURNING lists exactly the new rows on both backends (rowcount is unreliable for multi-VALUES)
-    return [tuple(row) for row in conn.execute(statement).fetchall()]
+        .on_conflict_do_nothing(index_elements=list(conflict))
+        .returning(*(table.c[name] for name in (returning or conflict)))
+    )
 
 
 def params_hash(params: Mapping[str, Any]) -> str:
