@@ -130,13 +130,20 @@ def _on_guard_event(
     guard_event_alert(notifier, event.kind, event.detail)
 
 
+def _on_ledger_incident(notifier: SlackNotifier, guard: RiskGuard, text: str) -> None:
+    """A fill the ledger cannot store as reported (its id is another execution's): no new exposure
+    until a person has looked, and they hear of it now."""
+    guard.unknown_state(f"ledger incident: {text}", now_ms())
+    notifier.incident(text, key="ledger-fill-collision")
+
+
 def _open_ledger(
     url: str | None, account: str, mode: str, guard: RiskGuard, metrics: Metrics, notifier: SlackNotifier
 ) -> LedgerRecorder:
     """The ledger (SQLite under var/ by default), migrated; unreachable, the session starts on the
     journal with new exposure blocked, and replays it once the database answers."""
     try:
-        db = Database.from_url(url)
+        db = Database.from_url(url, background_checkpoints=True)  # see _keep_ledger
     except DatabaseError as exc:
         raise UserError(f"ledger database: {exc}") from None
 
@@ -153,6 +160,7 @@ def _open_ledger(
         observe_write=metrics.db_write_latency.observe,
         observe_backlog=backlog,
         audit=rows.seal,
+        on_incident=lambda text: _on_ledger_incident(notifier, guard, text),
     )
     guard.on_event = lambda event: _on_guard_event(notifier, recorder, guard, event)
     guard.on_command = lambda c: recorder.control_action(account, c.seq, c.action, c.who, c.reason, c.at_ms)
@@ -172,11 +180,13 @@ def _open_ledger(
 
 async def _keep_ledger(recorder: LedgerRecorder, every_s: float = 1.0) -> None:
     """Probe the ledger (in a thread, never blocking trading): an outage is noticed between writes,
-    and the journal is replayed once the database answers again."""
+    and the journal is replayed once the database answers again. SQLite's write-ahead log is
+    checkpointed here too, off the order path."""
     while True:
         await asyncio.sleep(every_s)
         try:
             await asyncio.to_thread(recorder.db.ping)
+            await asyncio.to_thread(recorder.db.checkpoint, "PASSIVE")
         except DatabaseError as exc:
             recorder.mark_outage(str(exc))
             continue

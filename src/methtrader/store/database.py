@@ -71,8 +71,13 @@ class Database:
         self.engine = engine
 
     @classmethod
-    def from_url(cls, url: str | None = None, *, echo: bool = False) -> Database:
-        """Open (lazily) the database at `url` (see `resolve_url`); creates a SQLite file's directory."""
+    def from_url(
+        cls, url: str | None = None, *, echo: bool = False, background_checkpoints: bool = False
+    ) -> Database:
+        """Open (lazily) the database at `url` (see `resolve_url`); creates a SQLite file's directory.
+
+        `background_checkpoints`: SQLite never checkpoints inside a commit (where it would stall a
+        write-ahead on an fsync); the owner calls `checkpoint("PASSIVE")` off the hot path instead."""
         parsed = resolve_url(url)
         kwargs: dict[str, Any] = {"echo": echo, "json_serializer": canonical_json}
         if parsed.get_backend_name() == "sqlite":
@@ -95,7 +100,7 @@ class Database:
         except (ArgumentError, ImportError) as exc:
             raise DatabaseError(f"cannot open the database: {describe(exc)}") from None
         if engine.dialect.name == "sqlite":
-            _configure_sqlite(engine)
+            _configure_sqlite(engine, autocheckpoint=not background_checkpoints)
         return cls(engine)
 
     @property
@@ -138,19 +143,24 @@ class Database:
 
         return current_revision(self)
 
-    def checkpoint(self) -> None:
-        """SQLite: move the write-ahead log into the database file and empty it, so the file alone
-        holds every commit (a copy, a backup or `sqlite3` on it sees them all). No-op elsewhere."""
+    def checkpoint(self, mode: str = "TRUNCATE") -> None:
+        """SQLite: move the write-ahead log into the database file; TRUNCATE also empties it, so the
+        file alone holds every commit (a copy, a backup or `sqlite3` on it sees them all), PASSIVE
+        copies what it can without waiting for anyone. No-op elsewhere."""
         if self.dialect != "sqlite" or self.engine.url.database in (None, "", ":memory:"):
             return
-        raw = self.engine.raw_connection()
+        dbapi_error = self.engine.dialect.loaded_dbapi.Error
         try:
-            cursor = raw.cursor()
-            busy = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-            cursor.close()
-        finally:
-            raw.close()
-        if busy:
+            raw = self.engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                busy = cursor.execute(f"PRAGMA wal_checkpoint({CHECKPOINT_MODES[mode]})").fetchone()[0]
+                cursor.close()
+            finally:
+                raw.close()
+        except (SQLAlchemyError, dbapi_error) as exc:
+            raise DatabaseError(f"cannot checkpoint {self.url}: {describe(exc)}") from None
+        if busy and mode != "PASSIVE":
             raise DatabaseError(f"cannot checkpoint {self.url}: another connection is reading or writing")
 
     def close(self) -> None:
@@ -166,7 +176,10 @@ class Database:
         return f"Database({self.url!r})"
 
 
-def _configure_sqlite(engine: Engine) -> None:
+CHECKPOINT_MODES = {"PASSIVE": "PASSIVE", "TRUNCATE": "TRUNCATE"}
+
+
+def _configure_sqlite(engine: Engine, autocheckpoint: bool = True) -> None:
     """pysqlite's own transaction handling off; we emit BEGIN IMMEDIATE ourselves (SQLAlchemy's recipe)."""
 
     @event.listens_for(engine, "connect")
@@ -181,6 +194,8 @@ def _configure_sqlite(engine: Engine) -> None:
                 # WAL + NORMAL: a commit survives the process dying at any point (what the crash
                 # tests check) without an fsync per commit; only a power cut may lose the last ones
                 cursor.execute("PRAGMA synchronous=NORMAL")
+                if not autocheckpoint:
+                    cursor.execute("PRAGMA wal_autocheckpoint=0")
         finally:
             cursor.close()
 
