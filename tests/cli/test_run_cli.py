@@ -155,3 +155,78 @@ def test_database_password_comes_from_a_secret_file_and_is_never_logged(tmp_path
     monkeypatch.setenv("METHTRADER_DATABASE_URL", "not a url")
     result = runner.invoke(app, ["run", "--metrics-port", "0", "--bars", "1"])
     assert result.exit_code == 2 and "METHTRADER_DATABASE_URL is not a database URL" in result.stderr
+
+
+def ledger_rows(db_path, query: str) -> list[tuple]:
+    import sqlite3
+
+    with sqlite3.connect(db_path) as conn:
+        return conn.execute(query).fetchall()
+
+
+def test_brake_and_its_guard_change_are_in_the_ledger_on_one_time_base(tmp_path, log_sink):
+    """Regression (issue 19.6): `brake` left control_actions empty, and guard_state_changes.ts held
+    replay-bar times (2019) beside wall-clock ones. Now the brake is recorded once (who, why, when,
+    account), every guard row's ts is the wall clock and its bar time sits in bar_ts."""
+    started_ms = int(time.time() * 1000)
+    port = free_port()
+    proc = start_session(tmp_path, port, "--bars", "400", "--speed", "4000")
+    poll(proc, port, "/metrics", lambda _, text: "methtrader_fills_total 2.0" in text)
+    braked = runner.invoke(app, ["brake", "--reason", "test: audit", "--state-dir", str(tmp_path / "var")])
+    assert braked.exit_code == 0, braked.output
+    poll(proc, port, "/readyz", lambda code, _: code == 503)
+    proc.terminate()
+    out, err = proc.communicate(timeout=60)
+    log_sink(out + err)
+    later = start_session(tmp_path, free_port(), "--bars", "3", "--speed", "20000")  # re-applies the brake
+    log_sink("".join(later.communicate(timeout=90)))
+    db = tmp_path / "var" / "methtrader.db"
+    actions = ledger_rows(db, "SELECT account, seq, action, why, who, ts FROM control_actions")
+    assert [row[:4] for row in actions] == [("default", 1, "brake", "test: audit")]
+    assert actions[0][4] and actions[0][5] >= started_ms
+    changes = ledger_rows(db, "SELECT ts, bar_ts, to_state FROM guard_state_changes")
+    assert changes and all(ts >= started_ms for ts, _, _ in changes)  # wall clock, every row
+    assert any(
+        state == "HALTED" and bar_ts is not None and bar_ts < started_ms for _, bar_ts, state in changes
+    )
+    verified = runner.invoke(app, ["audit", "verify", "--log", "--url", f"sqlite:///{db}"])
+    assert verified.exit_code == 0, verified.output
+
+
+def test_two_paper_sessions_keep_every_fill_in_one_ledger(tmp_path, log_sink):
+    """Regression (issue 19.1, 19.2, 19.5): the in-process simulator numbered executions from E1 in
+    each session, so the second session's fills were dropped, and it raised a false reconciliation
+    incident against the first session's position. Now both sessions' fills are all in the ledger,
+    every trade bundles with its fills, nothing is reported, and the database file alone holds it."""
+    import shutil
+
+    logged: list[dict] = []
+    for _ in range(2):
+        proc = start_session(tmp_path, free_port(), "--bars", "40", "--speed", "20000")
+        out, err = proc.communicate(timeout=120)
+        log_sink(out + err)
+        assert proc.returncode == 0, err
+        logged += [json.loads(line) for line in out.splitlines()]
+    fills = {r["exec_id"]: r["trade_id"] for r in logged if r["event"] == "fill"}
+    sessions = [r for r in logged if r["event"] == "session stopped"]
+    assert len(sessions) == 2 and all(s["fills"] > 0 for s in sessions)
+    assert len(fills) == sum(s["fills"] for s in sessions)
+    assert not [r for r in logged if "reconciliation" in json.dumps(r) and r["level"] != "info"]
+    db = tmp_path / "var" / "methtrader.db"
+    assert not (tmp_path / "var" / "methtrader.db-wal").exists()  # checkpointed on the clean stop
+    alone = tmp_path / "copy.db"
+    shutil.copy(db, alone)  # the file alone, without -wal or -shm, is the whole ledger
+    stored = dict(ledger_rows(alone, "SELECT exec_id, trade_id FROM fills"))
+    assert stored == fills
+    assert len(ledger_rows(alone, "SELECT DISTINCT venue FROM fills")) == 2
+    assert ledger_rows(alone, "SELECT count(*) FROM instruments") == [(1,)]
+    snapshots = ledger_rows(alone, "SELECT count(*) FROM position_snapshots")[0][0]
+    assert snapshots >= len(fills) and ledger_rows(alone, "SELECT count(*) FROM equity_snapshots")[0][0] > 0
+    for trade_id in set(fills.values()):
+        target = tmp_path / "bundles" / trade_id
+        pulled = runner.invoke(
+            app, ["audit", "pull", trade_id, "--out", str(target), "--url", f"sqlite:///{db}"]
+        )
+        assert pulled.exit_code == 0, pulled.output
+        bundled = json.loads((target / "fills.json").read_text())["fills"]
+        assert sorted(f["exec_id"] for f in bundled) == sorted(e for e, t in fills.items() if t == trade_id)

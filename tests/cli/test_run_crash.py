@@ -112,7 +112,11 @@ def test_restart_after_a_crash_leaves_the_ledger_equal_to_the_exchange(
     assert crashed.returncode == 70, crashed.stderr[-2000:]  # died at the point, not before
     with Database.from_url(f"sqlite:///{tmp_path / 'var' / 'methtrader.db'}") as db, db.connect() as conn:
         victim, status = conn.execute(select(schema.orders.c.trade_id, schema.orders.c.status)).one()
-    assert status == "New"  # the ledger knew the order before it could be sent, nothing after
+        booked = conn.execute(select(schema.fills.c.exec_id)).all()
+    # the ledger knew the order before it could be sent; a market order fills on arrival, and its
+    # execution may reach the private stream (and the ledger) before the create's own answer does
+    raced = point == "after_send" and status == "Filled" and len(booked) == 1
+    assert status == "New" or raced, status
 
     slack = SlackReceiver()
     restarted = subprocess.run(
@@ -141,8 +145,9 @@ def test_restart_after_a_crash_leaves_the_ledger_equal_to_the_exchange(
         assert any("never reached the exchange" in text for text in slack.texts), slack.texts
         ledger.pop(victim)
     else:
-        assert check["updated"] == {victim: victim_status} and "reconciled" in events
-        assert check["fills_inserted"] == (1 if point == "after_send" else 0)
+        assert check["updated"] == ({} if raced else {victim: victim_status})
+        assert raced or "reconciled" in events
+        assert check["fills_inserted"] == (1 if point == "after_send" and not raced else 0)
         assert bool(check["fills_inserted"]) == any("missing from the ledger" in t for t in slack.texts)
     if sim_options == PARTIAL:
         with Database.from_url(f"sqlite:///{tmp_path / 'var' / 'methtrader.db'}") as db, db.connect() as conn:

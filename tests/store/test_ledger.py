@@ -244,9 +244,8 @@ def test_a_different_execution_under_a_stored_key_is_a_collision_not_a_no_op(dat
         ledger.store_fills(conn, [{**ledger._fields(fill("E1")), **scope}])
         again = ledger.store_fills(conn, [{**ledger._fields(fill("E1")), **scope}])
         other = ledger.store_fills(conn, [{**ledger._fields(fill("E1", "t-2", price="43210.6")), **scope}])
-        within = ledger.store_fills(
-            conn, [{**ledger._fields(fill("E9")), **scope}, {**ledger._fields(fill("E9", qty="0.1")), **scope}]
-        )
+        twice = [{**ledger._fields(fill("E9")), **scope}, {**ledger._fields(fill("E9", qty="0.1")), **scope}]
+        within = ledger.store_fills(conn, twice)
     assert again.new == [] and again.collisions == []  # the same execution again: nothing to say
     assert other.new == [] and len(other.collisions) == 1
     stored, incoming = other.collisions[0]
