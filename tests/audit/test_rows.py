@@ -113,3 +113,20 @@ def test_pull_refuses_a_trade_whose_rows_disagree_with_the_chain(database, datab
         "fills venue=sim-ab12" if "fills" in statement else "orders trade_id=mt-1: edited"
     ) in refused.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_an_order_written_ahead_twice_is_stored_and_sealed_once(database: Database, tmp_path):
+    """The write-ahead's fast path assumes its rows are new; when one is not (a retried write), it
+    writes nothing and the row-by-row path records only what is new, so the chain still agrees."""
+    recorder = LedgerRecorder(
+        database, tmp_path / "journal.jsonl", audit=seal, venue="sim-ab12", account="42"
+    )
+    order = Order("mt-7", "BTCUSDT", Side.SELL, Decimal("0.2"), OrderType.LIMIT, price=Decimal("9000.5"))
+    recorder.order(order, LINEAGE, ts=T0)
+    recorder.order(order, LINEAGE, ts=T0)  # the same order again: lineage and order stored already
+    with database.connect() as conn:
+        entries = conn.execute(text("SELECT payload FROM audit_log ORDER BY id")).scalars().all()
+        events = conn.execute(text("SELECT count(*) FROM order_events")).scalar_one()
+    assert len(entries) == 2 and events == 2  # the second write-ahead: a new 'created' event only
+    assert '"op":"order"' in entries[0] and '"op":"order"' not in entries[1]
+    assert check_ledger(database) == (4, [])

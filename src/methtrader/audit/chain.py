@@ -33,6 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from methtrader.store import schema
 from methtrader.store.database import Database, DatabaseError, describe
+from methtrader.store.direct import DirectBatch
 from methtrader.store.ledger import insert_ignoring_duplicates
 from methtrader.store.types import canonical_json
 
@@ -58,8 +59,10 @@ def _statements() -> tuple[Any, Any, Any]:
     """The appender's statements, built once (their compiled forms are cached by SQLAlchemy)."""
     head = schema.audit_chain_head
     lock = select(head.c.last_id, head.c.last_hash).where(head.c.id == HEAD_ID).with_for_update()
-    move = head.update().where(head.c.id == HEAD_ID).values(
-        last_id=bindparam("new_id"), last_hash=bindparam("new_hash")
+    move = (
+        head.update()
+        .where(head.c.id == HEAD_ID)
+        .values(last_id=bindparam("new_id"), last_hash=bindparam("new_hash"))
     )
     return lock, schema.audit_log.insert(), move
 
@@ -136,32 +139,69 @@ class ChainReport:
 
 
 # --- append ------------------------------------------------------------------------------------------
-def append(target: Database | Connection, kind: str, payload: Any, *, ts: int | None = None) -> AuditEntry:
-    """Append one entry; in its own transaction for a Database, in the caller's for a Connection."""
+Target = Database | Connection | DirectBatch
+
+
+def append(target: Target, kind: str, payload: Any, *, ts: int | None = None) -> AuditEntry:
+    """Append one entry; in its own transaction for a Database, in the caller's for a Connection or
+    a DirectBatch (the write-ahead's: there the head read may be queued early, see `lock_head`)."""
     if isinstance(target, Database):
         try:
             with target.begin() as conn:
                 return append(conn, kind, payload, ts=ts)
         except SQLAlchemyError as exc:
             raise DatabaseError(f"cannot append to the audit log in {target.url}: {describe(exc)}") from None
-    conn = target
-    lock, insert_entry, move_head = _statements()
-    current = conn.execute(lock).first()
+    _, insert_entry, move_head = _statements()
+    current = _head(target)
     if current is None:  # the first entry of this ledger: create the head, then lock it
-        insert_ignoring_duplicates(
-            conn, schema.audit_chain_head, [{"id": HEAD_ID, "last_id": 0, "last_hash": GENESIS_HASH}], ["id"]
-        )
-        current = conn.execute(lock).one()
+        first = {"id": HEAD_ID, "last_id": 0, "last_hash": GENESIS_HASH}
+        if isinstance(target, DirectBatch):
+            target.insert(schema.audit_chain_head, first, ["id"])
+        else:
+            insert_ignoring_duplicates(target, schema.audit_chain_head, [first], ["id"])
+        current = _head(target)
+        if current is None:  # pragma: no cover - just inserted under the write lock
+            raise DatabaseError("the audit chain head vanished")
     last_id, last_hash = current
     text = canonical_json(payload)
     entry_ts = int(time.time() * 1000) if ts is None else int(ts)
     entry_id = last_id + 1
     digest = _entry_hash_of_text(entry_id, entry_ts, kind, text, last_hash)
-    row = {"id": entry_id, "ts": entry_ts, "kind": kind, "payload": text, "prev_hash": last_hash}
-    conn.execute(insert_entry, {**row, "hash": digest})
-    conn.execute(move_head, {"new_id": entry_id, "new_hash": digest})
+    row = {
+        "id": entry_id,
+        "ts": entry_ts,
+        "kind": kind,
+        "payload": text,
+        "prev_hash": last_hash,
+        "hash": digest,
+    }
+    moved = {"new_id": entry_id, "new_hash": digest}
+    if isinstance(target, DirectBatch):
+        target.execute(insert_entry, row, columns=tuple(sorted(row)))
+        target.execute(move_head, moved)
+    else:
+        target.execute(insert_entry, row)
+        target.execute(move_head, moved)
     value = json.loads(text)  # what verification will read back
     return AuditEntry(entry_id, entry_ts, kind, value, last_hash, digest)
+
+
+def lock_head(batch: DirectBatch) -> None:
+    """Queue the head's locking read now, so it travels with the batch's inserts."""
+    batch.early[_HEAD] = batch.execute(_statements()[0])
+
+
+_HEAD = "audit_chain_head"
+
+
+def _head(target: Connection | DirectBatch) -> tuple[int, str] | None:
+    lock = _statements()[0]
+    if isinstance(target, Connection):
+        found = target.execute(lock).first()
+        return None if found is None else (found[0], found[1])
+    pending = target.early.pop(_HEAD, None) or target.execute(lock)
+    target.flush()
+    return (pending.rows[0][0], pending.rows[0][1]) if pending.rows else None
 
 
 # --- verify ------------------------------------------------------------------------------------------

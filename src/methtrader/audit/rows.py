@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from methtrader.audit.chain import AuditEntry, append, entry_hash
 from methtrader.store import schema
 from methtrader.store.database import Database, DatabaseError, describe
+from methtrader.store.direct import DirectBatch
 from methtrader.store.rowhash import KEYS, TABLES, describe_row, row_hash, row_key
 from methtrader.store.types import canonical_json
 
@@ -51,14 +52,19 @@ class RowProblem:
         return {"table": self.table, "key": self.key, "problem": self.problem, "audit_id": self.audit_id}
 
 
-def seal(conn: Connection, kind: str, summaries: list[dict[str, Any]]) -> AuditEntry:
+_INSERT_REF = schema.audit_refs.insert()
+
+
+def seal(target: Connection | DirectBatch, kind: str, summaries: list[dict[str, Any]]) -> AuditEntry:
     """Append the entry for a committed change (in the caller's transaction) and index it by trade."""
-    entry = append(conn, kind, summaries)
+    entry = append(target, kind, summaries)
     trades = {ref[3] for summary in summaries for ref in summary.get("rows", ()) if ref[3]}
-    if trades:
-        conn.execute(
-            schema.audit_refs.insert(), [{"audit_id": entry.id, "trade_id": t} for t in sorted(trades)]
-        )
+    refs = [{"audit_id": entry.id, "trade_id": t} for t in sorted(trades)]
+    if isinstance(target, DirectBatch):
+        for ref in refs:
+            target.execute(_INSERT_REF, ref, columns=("audit_id", "trade_id"))
+    elif refs:
+        target.execute(_INSERT_REF, refs)
     return entry
 
 

@@ -44,7 +44,7 @@ def insert_new(
     of exactly the rows that were new."""
     if not rows:
         return []
-    statement = _upsert_statement(conn.dialect.name, table, tuple(conflict_columns), tuple(returning or ()))
+    statement = upsert_statement(conn.dialect.name, table, tuple(conflict_columns), tuple(returning or ()))
     out: list[tuple[Any, ...]] = []
     for group in _same_columns(rows):  # parameters apart from the statement: compiled once, cached
         out += [tuple(row) for row in conn.execute(statement, group).fetchall()]
@@ -60,9 +60,10 @@ def _same_columns(rows: Sequence[Mapping[str, Any]]) -> list[list[dict[str, Any]
 
 
 @functools.cache
-def _upsert_statement(
+def upsert_statement(
     dialect: str, table: Table, conflict: tuple[str, ...], returning: tuple[str, ...]
 ) -> Any:
+    """INSERT ... ON CONFLICT (conflict) DO NOTHING RETURNING ..., built once per shape."""
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     elif dialect == "sqlite":
@@ -90,13 +91,13 @@ def _fields(obj: Any) -> dict[str, Any]:
     raise TypeError(f"expected a mapping or a dataclass, not {type(obj).__name__}")
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """StrEnum members as their strings (Bybit's spelling)."""
     return value.value if hasattr(value, "value") and isinstance(value, str) else value
 
 
 def _pick(table: Table, values: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _plain(v) for k, v in values.items() if k in table.c}
+    return {k: plain(v) for k, v in values.items() if k in table.c}
 
 
 # --- orders and lineage ----------------------------------------------------------------------------
@@ -152,7 +153,7 @@ def append_order_event(
         "trade_id": trade_id,
         "seq": seq,
         "kind": kind,
-        "status": _plain(status),
+        "status": plain(status),
         "payload": dict(payload or {}),
         "ts": ts,
     }
@@ -228,7 +229,7 @@ def _comparable(value: Any) -> Any:
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
         return Decimal(str(value))
-    return _plain(value)
+    return plain(value)
 
 
 def fills_for(conn: Connection, trade_id: str) -> list[dict[str, Any]]:
