@@ -130,3 +130,26 @@ def test_an_order_written_ahead_twice_is_stored_and_sealed_once(database: Databa
     assert len(entries) == 2 and events == 2  # the second write-ahead: a new 'created' event only
     assert '"op":"order"' in entries[0] and '"op":"order"' not in entries[1]
     assert check_ledger(database) == (4, [])
+
+
+def test_two_writers_on_one_ledger_keep_one_chain(database: Database, tmp_path):
+    """Each write-ahead remembers the chain head it moved; when another session moved it since, the
+    remembered id is taken, the write falls back to reading the head under its lock, and the chain
+    stays one line with every row agreeing."""
+    one = LedgerRecorder(database, tmp_path / "one.jsonl", audit=seal, venue="sim-ab12", account="1")
+    two = LedgerRecorder(database, tmp_path / "two.jsonl", audit=seal, venue="sim-ab12", account="2")
+    for i in range(3):
+        for name, recorder in (("a", one), ("b", two)):
+            recorder.order(
+                Order(f"{name}-{i}", "BTCUSDT", Side.BUY, Decimal("0.1"), OrderType.MARKET), LINEAGE, T0
+            )
+    with database.connect() as conn:
+        orders = conn.execute(text("SELECT count(*) FROM orders")).scalar_one()
+        entries = conn.execute(text("SELECT count(*) FROM audit_log")).scalar_one()
+    assert orders == 6 and entries == 6
+    assert check_ledger(database) == (18, [])
+    ok = runner.invoke(
+        app, ["audit", "verify", "--log", "--url", database.engine.url.render_as_string(False)]
+    )
+    assert ok.exit_code == 0, ok.output
+    one.close(), two.close()

@@ -40,7 +40,7 @@ def test_rows_read_back_as_core_writes_them(database: Database) -> None:
     with database.begin() as conn:
         ledger.insert_ignoring_duplicates(conn, schema.orders, [order_row("core")], ["trade_id"])
         ledger.insert_ignoring_duplicates(conn, schema.lineage, [lineage_row("core")], ["trade_id"])
-    with database.begin() as conn, DirectBatch(conn) as batch:
+    with database.begin() as conn, DirectBatch.of(conn) as batch:
         batch.insert(schema.orders, order_row("direct"), ["trade_id"])
         batch.insert(schema.lineage, lineage_row("direct"), ["trade_id"])
         batch.commit()
@@ -56,7 +56,7 @@ def test_rows_read_back_as_core_writes_them(database: Database) -> None:
 
 
 def test_new_rows_are_returned_stored_ones_are_not(database: Database) -> None:
-    with database.begin() as conn, DirectBatch(conn) as batch:
+    with database.begin() as conn, DirectBatch.of(conn) as batch:
         first = batch.insert(schema.orders, order_row("t-1"), ["trade_id"])
         again = batch.insert(schema.orders, order_row("t-1"), ["trade_id"])
         batch.flush()
@@ -65,7 +65,7 @@ def test_new_rows_are_returned_stored_ones_are_not(database: Database) -> None:
 
 
 def test_errors_are_sqlalchemys_and_nothing_is_kept(database: Database) -> None:
-    with pytest.raises(IntegrityError), database.begin() as conn, DirectBatch(conn) as batch:
+    with pytest.raises(IntegrityError), database.begin() as conn, DirectBatch.of(conn) as batch:
         batch.insert(schema.orders, order_row("kept?"), ["trade_id"])
         batch.insert(schema.lineage, lineage_row("no-such-order"), ["trade_id"])  # foreign key
         batch.commit()
@@ -77,11 +77,11 @@ def test_a_rolled_back_batch_leaves_nothing(database: Database) -> None:
     class Abandon(Exception):
         pass
 
-    with pytest.raises(Abandon), database.begin() as conn, DirectBatch(conn) as batch:
+    with pytest.raises(Abandon), database.begin() as conn, DirectBatch.of(conn) as batch:
         batch.insert(schema.orders, order_row("t-9"), ["trade_id"])
         batch.flush()
         raise Abandon
-    with database.begin() as conn, DirectBatch(conn) as batch:  # the connection is usable again
+    with database.begin() as conn, DirectBatch.of(conn) as batch:  # the connection is usable again
         assert batch.insert(schema.orders, order_row("t-9"), ["trade_id"]) is not None
         batch.commit()
     assert stored(database, "orders", "t-9")["trade_id"] == "t-9"

@@ -144,7 +144,8 @@ Target = Database | Connection | DirectBatch
 
 def append(target: Target, kind: str, payload: Any, *, ts: int | None = None) -> AuditEntry:
     """Append one entry; in its own transaction for a Database, in the caller's for a Connection or
-    a DirectBatch (the write-ahead's: there the head read may be queued early, see `lock_head`)."""
+    a DirectBatch (the write-ahead's: it remembers the head it moved, so its statements and the
+    COMMIT can travel together)."""
     if isinstance(target, Database):
         try:
             with target.begin() as conn:
@@ -152,7 +153,8 @@ def append(target: Target, kind: str, payload: Any, *, ts: int | None = None) ->
         except SQLAlchemyError as exc:
             raise DatabaseError(f"cannot append to the audit log in {target.url}: {describe(exc)}") from None
     _, insert_entry, move_head = _statements()
-    current = _head(target)
+    current = target.memo.get(_HEAD) if isinstance(target, DirectBatch) else None
+    current = current or _head(target)
     if current is None:  # the first entry of this ledger: create the head, then lock it
         first = {"id": HEAD_ID, "last_id": 0, "last_hash": GENESIS_HASH}
         if isinstance(target, DirectBatch):
@@ -177,18 +179,17 @@ def append(target: Target, kind: str, payload: Any, *, ts: int | None = None) ->
     }
     moved = {"new_id": entry_id, "new_hash": digest}
     if isinstance(target, DirectBatch):
+        # the head as this connection last moved it: if another writer moved it since, the entry's
+        # id is taken (a primary key violation) and the caller's transaction fails; it rolls back,
+        # the memo is forgotten and the next append reads the head again, under its lock
         target.execute(insert_entry, row, columns=tuple(sorted(row)))
         target.execute(move_head, moved)
+        target.memo[_HEAD] = (entry_id, digest)
     else:
         target.execute(insert_entry, row)
         target.execute(move_head, moved)
     value = json.loads(text)  # what verification will read back
     return AuditEntry(entry_id, entry_ts, kind, value, last_hash, digest)
-
-
-def lock_head(batch: DirectBatch) -> None:
-    """Queue the head's locking read now, so it travels with the batch's inserts."""
-    batch.early[_HEAD] = batch.execute(_statements()[0])
 
 
 _HEAD = "audit_chain_head"
@@ -199,7 +200,7 @@ def _head(target: Connection | DirectBatch) -> tuple[int, str] | None:
     if isinstance(target, Connection):
         found = target.execute(lock).first()
         return None if found is None else (found[0], found[1])
-    pending = target.early.pop(_HEAD, None) or target.execute(lock)
+    pending = target.execute(lock)
     target.flush()
     return (pending.rows[0][0], pending.rows[0][1]) if pending.rows else None
 

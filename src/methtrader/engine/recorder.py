@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError
 
 from methtrader.store import ledger, rowhash, schema
 from methtrader.store.database import Database, DatabaseError, describe
-from methtrader.store.direct import DirectBatch
+from methtrader.store.direct import DirectWriter
 from methtrader.store.types import canonical_json
 
 if TYPE_CHECKING:
@@ -57,6 +57,7 @@ class LedgerRecorder:
         on_incident: Callable[[str], None] | None = None,
     ) -> None:
         self.db = db
+        self._direct = DirectWriter(db.engine)  # the write-ahead's own connection
         self.audit = audit  # appends one hash-chained audit-log entry per committed change (rows.seal)
         self.mode = mode
         self.venue = venue
@@ -207,6 +208,7 @@ class LedgerRecorder:
         """Close the journal; with `checkpoint`, fold SQLite's write-ahead log into the database
         file so the file alone is the ledger after a clean stop."""
         self._journal.close()
+        self._direct.close()
         if checkpoint and self.outage is None:
             try:
                 self.db.checkpoint()
@@ -256,25 +258,29 @@ class LedgerRecorder:
 
     def _commit_new(self, ops: list[Op]) -> bool:
         """The write-ahead's fast path: rows that must be new (a fresh order, its lineage, its
-        events), sealed assuming so, in one DirectBatch: two round trips on PostgreSQL. False (and
-        nothing written) if one was stored already: `_commit` then does it row by row. Any audit
-        hook that reads before it writes (the chain's head) flushes the queued inserts with it."""
+        events) as plain inserts sealed in one DirectWriter transaction, one round trip on
+        PostgreSQL. False (nothing written) if a row was stored already or the audit chain moved
+        under us: `_commit` then does it row by row, reading the chain's head under its lock."""
         start = time.perf_counter()
         planned = [_insert_of(op) for op in ops]
-        try:
-            with self.db.begin() as conn, DirectBatch(conn) as batch:
-                pending = [batch.insert(schema.metadata.tables[t], row, key) for t, row, key in planned]
-                if self.audit is not None:  # reads the chain head: the inserts' answers come with it
-                    refs = [rowhash.row_ref(table, row) for table, row, _ in planned]
-                    summaries = [{**_summary(op), "rows": [ref]} for op, ref in zip(ops, refs, strict=True)]
-                    self.audit(batch, "ledger", summaries)
-                else:
-                    batch.flush()
-                if not all(p.rows for p in pending):
-                    raise _NotNew
-                batch.commit()
-        except _NotNew:
-            return False
+        refs = [rowhash.row_ref(table, row) for table, row, _ in planned]
+        summaries = [{**_summary(op), "rows": [ref]} for op, ref in zip(ops, refs, strict=True)]
+        while True:
+            try:
+                with self._direct.transaction() as batch:
+                    for table, row, _ in planned:
+                        batch.insert(schema.metadata.tables[table], row, None)
+                    if self.audit is not None:
+                        self.audit(batch, "ledger", summaries)
+                    batch.commit()
+                break
+            except IntegrityError:
+                return False
+            except UNREACHABLE:
+                if self._direct.fresh:
+                    raise
+                # the held connection died while idle (a database restart): once more, on a new one;
+                # had the lost commit landed, the retry's plain inserts fail and `_commit` sorts it out
         if self.observe_write is not None:
             self.observe_write(time.perf_counter() - start)
         return True
@@ -302,10 +308,6 @@ class LedgerRecorder:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-class _NotNew(Exception):
-    """A row of the fast path was stored already: roll it back, take the general path."""
 
 
 _INSERTS = ("order", "lineage", "event")

@@ -1,26 +1,28 @@
 """Ledger statements on a transaction's own driver connection, for the write-ahead before each order:
-rendered once per statement shape, values through the columns' bind processors, and on PostgreSQL
-queued in psycopg's pipeline so a whole batch costs one round trip.
+rendered once per statement shape, values through the columns' bind processors; on PostgreSQL the
+writes go together as one statement.
 
-    with db.begin() as conn, DirectBatch(conn) as batch:
-        order = batch.insert(schema.orders, row, ["trade_id"])   # queued
-        head = batch.execute(lock_head)                          # queued
-        batch.flush()                                            # SQLite: already run; PostgreSQL: sent
-        order.rows, head.rows
+    with DirectWriter(db.engine).transaction() as batch:    # or DirectBatch.of(conn) in a transaction
+        batch.insert(schema.orders, row, None)              # a plain INSERT: queued on PostgreSQL
+        head = batch.execute(lock_head)                      # returns rows: the queue goes first
+        head.rows
+    # committed here
 
-SQLAlchemy Core's per-execute work (cache lookup, parameter set-up, result wrapping) costs more than
-SQLite's own insert, and the write-ahead pays it for every row. Errors come out as SQLAlchemy's.
+SQLAlchemy Core's per-execute work (cache lookup, parameter set-up, result wrapping) and psycopg's
+cost more than the database's own insert, and the write-ahead pays them for every row. Errors come
+out as SQLAlchemy's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Table
+from sqlalchemy import Connection, Dialect, Engine, Table
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 
@@ -34,6 +36,7 @@ class _Prepared:
     positional: bool
     processors: tuple[tuple[str, Callable[[Any], Any]], ...]
     fixed: tuple[tuple[str, Any], ...]  # literal values bound in the statement itself
+    writes_only: bool  # an INSERT, UPDATE or DELETE with no RETURNING
 
     def parameters(self, values: Mapping[str, Any]) -> Any:
         bound = dict(self.fixed)
@@ -58,7 +61,14 @@ def _prepare(dialect: Dialect, statement: ClauseElement, columns: tuple[str, ...
         if process is not None:
             processors.append((name, process))
     fixed = tuple((name, bind.value) for name, bind in binds.items() if bind.value is not None)
-    return _Prepared(str(compiled), names, positional, tuple(processors), fixed)
+    writes = compiled.isinsert or compiled.isupdate or compiled.isdelete
+    writes_only = bool(writes and not compiled.effective_returning)
+    return _Prepared(str(compiled), names, positional, tuple(processors), fixed, writes_only)
+
+
+@functools.cache
+def _plain_insert(table: Table) -> Any:
+    return table.insert().inline()  # no implicit RETURNING of a generated id
 
 
 @functools.cache
@@ -89,40 +99,49 @@ class Pending:
 
 
 class DirectBatch:
-    """Statements on the driver connection of `conn` (inside its transaction), sent together."""
+    """Statements on a driver connection, inside the transaction it is in. On PostgreSQL the writes
+    that return nothing wait in a queue and go as one statement (data-modifying WITH clauses): one
+    parse, one round trip, one pass through the driver, whose per-statement work costs more than
+    the server's. `DirectBatch.of(conn)` works in a SQLAlchemy transaction; `DirectWriter` holds its own."""
 
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.dialect = conn.dialect
-        self.raw = conn.connection.driver_connection
-        self.pipelined = self.dialect.name == "postgresql"
-        self._queued: list[tuple[Any, Pending, str, Any]] = []
-        self.early: dict[str, Pending] = {}  # reads queued ahead by name, to share a round trip
-        self._exits = contextlib.ExitStack()
-        self._pipeline: Any = None
+    def __init__(
+        self, raw: Any, dialect: Dialect, memo: dict[str, Any] | None = None, *, begins: bool = False
+    ) -> None:
+        self.dialect = dialect
+        self.memo = {} if memo is None else memo  # what its writer remembers between transactions
+        self.raw = raw
+        self.combining = self.dialect.name == "postgresql"
+        self._queued: list[tuple[_Prepared, dict[str, Any]]] = []
+        # `begins`: the connection is in autocommit mode and this batch opens its transaction,
+        # lazily: a batch of writes only is then one statement, atomic on its own, no BEGIN/COMMIT
+        self._begun = not begins
+
+    @classmethod
+    def of(cls, conn: Connection) -> DirectBatch:
+        return cls(conn.connection.driver_connection, conn.dialect)
 
     def __enter__(self) -> DirectBatch:
-        if self.pipelined:
-            self._exits.enter_context(self._translated())
-            self._pipeline = self._exits.enter_context(self.raw.pipeline())  # type: ignore[union-attr]
         return self
 
     def __exit__(self, kind: object, *rest: object) -> None:
         if kind is None:
             self.flush()
-        self._exits.close()
 
     def insert(
         self,
         table: Table,
         row: Mapping[str, Any],
-        conflict: Sequence[str],
+        conflict: Sequence[str] | None,
         returning: Sequence[str] | None = None,
     ) -> Pending:
-        """INSERT ... ON CONFLICT (conflict) DO NOTHING RETURNING ...: `rows` lists it only if new."""
+        """INSERT ... ON CONFLICT (conflict) DO NOTHING RETURNING ...: `rows` lists it only if new.
+        With `conflict` None, a plain INSERT: a stored row is an IntegrityError."""
         values = dict(_defaults(table))
         values.update(row)
-        statement = upsert_statement(self.dialect.name, table, tuple(conflict), tuple(returning or ()))
+        if conflict is None:
+            statement = _plain_insert(table)
+        else:
+            statement = upsert_statement(self.dialect.name, table, tuple(conflict), tuple(returning or ()))
         return self.execute(statement, values, columns=tuple(sorted(values)))
 
     def execute(
@@ -132,39 +151,53 @@ class DirectBatch:
         *,
         columns: tuple[str, ...] | None = None,
     ) -> Pending:
+        """Run `statement` (or queue it, for a write with nothing to return on PostgreSQL)."""
         prepared = _prepare(self.dialect, statement, columns)
         parameters = prepared.parameters(values or {})
         pending = Pending()
-        with self._translated(prepared.sql, parameters):
-            cursor = self.raw.cursor()  # type: ignore[union-attr]
-            cursor.execute(prepared.sql, parameters)
-            if self.pipelined:
-                self._queued.append((cursor, pending, prepared.sql, parameters))
-            else:
-                _collect(cursor, pending)
+        if self.combining and prepared.writes_only:
+            self._queued.append((prepared, parameters))
+            pending._rows = []
+            return pending
+        self.flush()
+        self._run(prepared.sql, parameters, pending)
         return pending
 
     def flush(self) -> None:
-        """Send what is queued and read every result: one round trip on PostgreSQL."""
+        """Send the queued writes, as one statement."""
         if not self._queued:
             return
         queued, self._queued = self._queued, []
-        with self._translated(queued[-1][2], queued[-1][3]):
-            self._pipeline.sync()
-            for cursor, pending, _, _ in queued:
-                _collect(cursor, pending)
+        if len(queued) == 1:
+            self._run(queued[0][0].sql, queued[0][1], Pending())
+            return
+        combined: dict[str, Any] = {}
+        for i, (_, parameters) in enumerate(queued):
+            combined.update({f"s{i}_{name}": value for name, value in parameters.items()})
+        self._run(_combined(tuple(prepared for prepared, _ in queued)), combined, Pending())
 
     def commit(self) -> None:
-        """Commit the caller's transaction; on PostgreSQL the COMMIT travels with what is queued,
-        one round trip (the connection's own commit at the end of the block then finds nothing)."""
-        if not self.pipelined:
+        """Flush, then commit the transaction the connection is in."""
+        if not self._begun and self._queued:  # one statement: the server commits it as it ends
+            self._begun = True
             self.flush()
+            self._begun = False
             return
-        queued, self._queued = self._queued, []
-        with self._translated("COMMIT"):
-            self.raw.commit()  # type: ignore[union-attr]
-            for cursor, pending, _, _ in queued:
-                _collect(cursor, pending)
+        self.flush()
+        if self._begun:
+            with self._translated("COMMIT"):
+                self.raw.commit()
+
+    def _run(self, sql: str, parameters: Any, pending: Pending) -> None:
+        if not self._begun:
+            self._begun = True
+            begin = "BEGIN IMMEDIATE" if self.dialect.name == "sqlite" else "BEGIN"
+            with self._translated(begin):  # SQLite: take the write lock now, not at the first write
+                self.raw.execute(begin)
+        with self._translated(sql, parameters):
+            cursor = self.raw.cursor()
+            cursor.execute(sql, parameters)
+            _collect(cursor, pending)
 
     @contextlib.contextmanager
     def _translated(self, sql: str = "", parameters: Any = None) -> Any:
@@ -175,7 +208,64 @@ class DirectBatch:
             raise DBAPIError.instance(sql, parameters, exc, error) from None
 
 
+_NAMED = re.compile(r"%\((\w+)\)s")
+
+
+@functools.cache
+def _combined(statements: tuple[_Prepared, ...]) -> str:
+    """`WITH s0 AS (INSERT ...), s1 AS (UPDATE ...), ... SELECT 1`, each one's parameters renamed."""
+    parts = []
+    for i, prepared in enumerate(statements):
+        renamed = _NAMED.sub(lambda found, i=i: f"%(s{i}_{found.group(1)})s", prepared.sql)
+        parts.append(f"s{i} AS ({renamed})")
+    return "WITH " + ", ".join(parts) + " SELECT 1"
+
+
 def _collect(cursor: Any, pending: Pending) -> None:
     pending._rows = [tuple(row) for row in cursor.fetchall()] if cursor.description else []
     pending.rowcount = cursor.rowcount
     cursor.close()
+
+
+class DirectWriter:
+    """One held connection for the write-ahead: BEGIN, a DirectBatch, COMMIT, without a pool
+    checkout and SQLAlchemy's transaction events for every order. Dropped on any error, so the
+    next transaction opens a fresh one (after a database restart, say)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._held: Any = None  # the pool's connection proxy
+        self.memo: dict[str, Any] = {}  # per connection: forgotten with it
+        self.fresh = True
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[DirectBatch]:
+        """Commit at the end of the block (or with `batch.commit()` inside it); roll back on error.
+        `fresh` says whether it opened a new connection (a held one may have died idle since)."""
+        self.fresh = self._held is None
+        if self._held is None:
+            held = self.engine.raw_connection()
+            if self.engine.dialect.name == "postgresql":
+                held.driver_connection.autocommit = True  # the batch opens a transaction if it needs one
+            self._held = held
+        batch = DirectBatch(self._held.driver_connection, self.engine.dialect, self.memo, begins=True)
+        try:
+            with batch:
+                yield batch
+            batch.commit()
+        except BaseException:
+            self._drop(rollback=True)
+            raise
+
+    def close(self) -> None:
+        self._drop(rollback=False)
+
+    def _drop(self, rollback: bool) -> None:
+        held, self._held = self._held, None
+        self.memo.clear()
+        if held is None:
+            return
+        with contextlib.suppress(Exception):
+            if rollback:
+                held.driver_connection.rollback()
+            held.invalidate()  # never back to the pool in an unknown state
