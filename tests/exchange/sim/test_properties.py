@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from methtrader.exchange.sim.matching import MatchingEngine, SimConfig, StepBar
+from methtrader.exchange.sim.path import IntrabarPath
 from methtrader.exchange.sim.slippage import FixedSlippage
 from methtrader.model import Fill, Order, OrderStatus, OrderType, Side, TimeInForce
 from methtrader.model.instrument import generic_perpetual
@@ -400,3 +401,166 @@ def test_harness_sees_fills_on_arrival() -> None:
     assert not h.eng.has_open_orders()  # the market order's rest was cancelled, as IOC
     h.step(3, now)
     assert len(h.fills) == 2
+
+
+# --------------------------------------------------------------------------- the intrabar path
+def _per_symbol(fills: list[Fill]) -> dict[str, list[tuple[object, ...]]]:
+    """What a fill is, but for its execution id and timestamp, in fill order per symbol."""
+    out: dict[str, list[tuple[object, ...]]] = defaultdict(list)
+    for f in fills:
+        what = (f.trade_id, f.side, f.qty, f.price, f.fee, f.liquidity, f.realised_pnl)
+        out[f.symbol].append((*what, f.position_after, f.is_liquidation))
+    return dict(out)
+
+
+# books crowded with limits near the price, so that orders compete for the volume cap and for
+# what reduce-only orders may reduce within one bar
+crowded = st.lists(
+    st.one_of(
+        st.builds(
+            Submit,
+            symbol=st.sampled_from(SYMBOLS),
+            side=st.sampled_from([Side.BUY, Side.SELL]),
+            market=st.integers(0, 5).map(lambda n: n == 0),
+            qty_steps=st.integers(1, 3_000),
+            offset_ticks=st.integers(-400, 400),
+            tif=st.sampled_from([TimeInForce.GTC] * 4 + [TimeInForce.IOC, TimeInForce.POST_ONLY]),
+            reduce_only=st.integers(0, 2).map(lambda n: n == 0),
+            reuse_id=st.just(False),
+        ),
+        submits,
+        st.builds(Cancel, st.integers(0, 1_000)),
+    ),
+    max_size=6,
+)
+
+
+def walk_path(h: Harness, ts: int, row: list[Row], fractions: list[float]) -> int:
+    """As the simulator's venue replays a bar: funding at its open, resting orders filled as the
+    intrabar path reaches them at each of `fractions`, then the bar's step. Fills on the path."""
+    bars = _bars(row)
+    by_symbol = {b.symbol: b for b in bars}
+    h.eng.pay_funding(ts, bars)
+    along = 0
+    for k, fraction in enumerate(fractions):
+        for bar in bars:
+            fills = h.eng.match_path(ts + k + 1, bar, IntrabarPath(bar).traded(fraction))
+            along += len(fills)
+            h._record(ts + k + 1, fills, by_symbol)
+        h.check_orders()
+        h.check_conservation()
+    h.step(ts + len(fractions) + 1, [(*r[:5], 0) for r in row])
+    return along
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    config=configs,
+    cash=st.sampled_from([D(50), D("300.5"), D(10_000), D(100_000)]),
+    path=bar_paths(),
+    flow=st.data(),
+    on_arrival=st.booleans(),
+)
+def test_filling_along_the_intrabar_path_fills_as_the_bar_step(
+    config: SimConfig, cash: D, path: list[list[Row]], flow: st.DataObject, on_arrival: bool
+) -> None:
+    """Backtest/paper parity: the same random order flow, once matched by each bar's step alone
+    (the backtest) and once along the bar's intrabar path first (the simulator's replay), gives
+    the same fills (order, price, qty, fee, liquidity, PnL) on the same bars, and the same account."""
+    bar_step, along_path = Harness(config, cash), Harness(config, cash)
+    fraction = st.sampled_from([0.0, 0.1, 0.25, 1 / 3, 0.4, 0.5, 0.6, 2 / 3, 0.75, 0.9, 1.0])
+    for i, row in enumerate(path):
+        for action in flow.draw(crowded, label=f"actions before step {i}"):
+            bar_step.act(action, 100 * i, row if on_arrival else None)
+            along_path.act(action, 100 * i, row if on_arrival else None)
+        fractions = sorted(flow.draw(st.lists(fraction, max_size=5), label=f"path of step {i}"))
+        bar_step.step(100 * i + 50, row)
+        walk_path(along_path, 100 * i + 1, row, fractions)
+        a, b = bar_step.eng, along_path.eng
+        assert _per_symbol(b.fills) == _per_symbol(a.fills)
+        assert {t: (o.status, o.filled_qty) for t, o in b.orders.items()} == {
+            t: (o.status, o.filled_qty) for t, o in a.orders.items()
+        }
+        assert b.account.wallet_balance == a.account.wallet_balance
+        assert [(p.symbol, p.position, p.amount) for p in b.funding] == [
+            (p.symbol, p.position, p.amount) for p in a.funding
+        ]
+        assert b.liquidations == a.liquidations
+
+
+def test_the_intrabar_path_fills_in_the_bar_steps_order() -> None:
+    """Long 1: a reduce-only sell at 110 placed first, a sell at 105 second. The path reaches 105
+    first, but the bar step fills the 110 first (book order) and then the 105, which opens a
+    short; filling the 105 when first reached would leave the reduce-only nothing to reduce."""
+    h = Harness(SimConfig(), D(10_000))
+    flat = [(10_000, 10_000, 10_000, 10_000, 1_000.0, 0)] * 2
+    h.step(1, flat)
+    h.act(Submit("AAAUSDT", Side.BUY, True, 1_000, 0, TimeInForce.GTC, False, False), 2)
+    h.step(3, flat)
+    h.act(Submit("AAAUSDT", Side.SELL, False, 1_000, 1_000, TimeInForce.GTC, True, False), 4)
+    h.act(Submit("AAAUSDT", Side.SELL, False, 1_000, 500, TimeInForce.GTC, False, False), 4)
+    up = [(10_000, 11_200, 9_900, 11_100, 1_000.0, 0)] * 2  # path 100 → 99 → 112 → 111
+    bars = _bars(up)
+    eng = h.eng
+    assert eng.match_path(5, bars[0], IntrabarPath(bars[0]).traded(0.5)) == []  # 105.5: waits for 110
+    fills = eng.match_path(6, bars[0], IntrabarPath(bars[0]).traded(2 / 3))  # 112
+    assert [(f.trade_id, f.price, f.position_after) for f in fills] == [
+        ("o2", D(110), D(0)),
+        ("o3", D(105), D(-1)),
+    ]
+    h._record(6, fills, {b.symbol: b for b in bars})
+    assert walk_path(h, 7, up, [1.0]) == 0  # nothing left for the path, nor for the step
+    assert len(h.fills) == 3
+
+
+def _twins(config: SimConfig, setup: list[Submit], resting: list[Submit]) -> tuple[Harness, Harness]:
+    """Two identical accounts: `setup` orders filled on a flat bar at 100, then `resting` placed."""
+    twins = Harness(config, D(10_000)), Harness(config, D(10_000))
+    flat = [(10_000, 10_000, 10_000, 10_000, 1_000.0, 0)] * 2
+    for h in twins:
+        h.step(1, flat)
+        for action in setup:
+            h.act(action, 2)
+        h.step(3, flat)
+        for action in resting:
+            h.act(action, 4)
+    return twins
+
+
+def test_the_intrabar_path_shares_the_volume_cap_in_book_order() -> None:
+    """Cap 1 (half of volume 2): a buy of 1 at 95 placed first, a buy of 1 at 99 second, a sell
+    of 1 at 100.80 third. The path reaches 99 first, but the bar step gives the cap to the 95, so
+    the path waits for it; the sell, reached last, finds the cap spent."""
+    buy_95 = Submit("AAAUSDT", Side.BUY, False, 1_000, -500, TimeInForce.GTC, False, False)
+    buy_99 = Submit("AAAUSDT", Side.BUY, False, 1_000, -100, TimeInForce.GTC, False, False)
+    sell = Submit("AAAUSDT", Side.SELL, False, 1_000, 80, TimeInForce.GTC, False, False)
+    bar_step, along_path = _twins(SimConfig(max_volume_share=0.5), [], [buy_95, buy_99, sell])
+    down_first = [(10_000, 10_100, 9_400, 10_050, 2.0, 0)] * 2  # path 100 → 94 → 101 → 100.5
+    bar = _bars(down_first)[0]
+    assert along_path.eng.match_path(5, bar, IntrabarPath(bar).traded(0.1)) == []  # at 98.2
+    assert walk_path(along_path, 6, down_first, [1 / 3, 1.0]) == 1  # at 94: the 95 takes the cap
+    bar_step.step(6, down_first)
+    assert [(f.trade_id, f.qty, f.price) for f in along_path.fills] == [("o1", D(1), D(95))]
+    assert _per_symbol(along_path.fills) == _per_symbol(bar_step.fills)
+    for trade_id in ("o2", "o3"):
+        assert along_path.eng.orders[trade_id].status is bar_step.eng.orders[trade_id].status is S.NEW
+
+
+def test_a_reduce_only_order_ahead_keeps_the_verdict_of_its_turn() -> None:
+    """Short 1: a reduce-only buy at 90 (out of the bar's reach) placed first, a buy at 99 second.
+    The bar step looks at the 90 while the short is still open and keeps it; the 99 then closes
+    the short. Filled on the path first, the 99 must not make the step cancel the 90."""
+    sell = Submit("AAAUSDT", Side.SELL, True, 1_000, 0, TimeInForce.GTC, False, False)
+    buy_90 = Submit("AAAUSDT", Side.BUY, False, 1_000, -1_000, TimeInForce.GTC, True, False)
+    buy_99 = Submit("AAAUSDT", Side.BUY, False, 1_000, -100, TimeInForce.GTC, False, False)
+    bar_step, along_path = _twins(SimConfig(), [sell], [buy_90, buy_99])
+    down_first = [(10_000, 10_100, 9_800, 10_050, 1_000.0, 0)] * 2
+    assert walk_path(along_path, 5, down_first, [1 / 3]) == 1
+    bar_step.step(6, down_first)
+    assert _per_symbol(along_path.fills) == _per_symbol(bar_step.fills)
+    assert along_path.eng.position_qty("AAAUSDT") == 0
+    assert along_path.eng.orders["o2"].status is bar_step.eng.orders["o2"].status is S.NEW

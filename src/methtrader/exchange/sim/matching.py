@@ -120,6 +120,7 @@ class MatchingEngine:
         }
         self._exec_ids = exec_ids or sequential_ids()
         self._volume_spent: dict[str, Decimal] = {}  # by orders matched on arrival, per symbol
+        self._turns: dict[str, set[str]] = {}  # trade ids `match_path` already matched in the bar
         self._mmr = {s: float(i.maintenance_margin_rate) for s, i in self.instruments.items()}
         self._held_cache: tuple[list[str], list[tuple[float, float, float]], float] | None = None
         self._trigger: float | None = None
@@ -240,8 +241,12 @@ class MatchingEngine:
         for bar in bars:
             if bar.funding_count and self.config.funding_rate:
                 self._pay_funding(ts, bar)
-            if self.open_orders[bar.symbol]:
-                fills.extend(self._match(ts, bar, self.open_orders[bar.symbol][:]))
+            book = self.open_orders[bar.symbol]
+            if self._turns:
+                done = self._turns.pop(bar.symbol, ())
+                book = [o for o in book if o.trade_id not in done]
+            if book:
+                fills.extend(self._match(ts, bar, book[:]))
             if self._volume_spent:
                 self._volume_spent.pop(bar.symbol, None)
             self.marks[bar.symbol] = bar.close
@@ -257,9 +262,36 @@ class MatchingEngine:
         leftovers are cancelled, and the rest of a limit rests for `process_step` of that same
         bar. PostOnly orders never take, so they only rest. Volume taken here counts against the
         bar's cap."""
+        if order.trade_id in self._turns.get(order.symbol, ()):
+            self._turns[order.symbol].discard(order.trade_id)  # amended: a new order's turn
         if not order.status.is_open or order.tif is TimeInForce.POST_ONLY:
             return []
         return self._match(ts, bar, [order], arrival=True)
+
+    def match_path(self, ts: int, bar: StepBar, traded: StepBar) -> list[Fill]:
+        """Fill now the resting orders of `bar` that the part of it traded so far (`traded`: its
+        open, the low and high reached) has reached, with what `process_step` of `bar` gives them.
+
+        `process_step` matches in book order, and what a reduce-only order or the volume cap leave
+        an order depends on the fills before it; so orders get their turn here in book order, up to
+        the first that the bar fills but the path has not reached yet. Those that the bar does not
+        fill take their turn too (a reduce-only one is cancelled if nothing is left to reduce at
+        its turn, as in `process_step`), and `process_step` of `bar` skips every order that had it.
+        Hence the fills here plus those of `process_step` afterwards are exactly the fills of
+        `process_step` alone (but for their timestamps) when no order arrives in between. Volume
+        taken here counts against the bar's cap."""
+        inst = self.instruments[bar.symbol]
+        done = self._turns.setdefault(bar.symbol, set())
+        turn = []
+        for order in self.open_orders[bar.symbol]:
+            if order.trade_id in done:
+                continue
+            reached = self._execution_price(order, traded, inst)[0] is not None
+            if not reached and self._execution_price(order, bar, inst)[0] is not None:
+                break
+            turn.append(order)
+        done.update(o.trade_id for o in turn)
+        return self._match(ts, bar, turn, keep_spent=True) if turn else []
 
     def pay_funding(self, ts: int, bars: list[StepBar]) -> None:
         """Funding due at the open of `bars`, for a venue that opens a bar (and trades at its
@@ -280,7 +312,9 @@ class MatchingEngine:
         self._held_cache = self._trigger = None
         self.funding.append(FundingPayment(ts, bar.symbol, pos.qty, mark, rate, amount))
 
-    def _match(self, ts: int, bar: StepBar, orders: list[Order], arrival: bool = False) -> list[Fill]:
+    def _match(
+        self, ts: int, bar: StepBar, orders: list[Order], arrival: bool = False, keep_spent: bool = False
+    ) -> list[Fill]:
         fills = []
         inst = self.instruments[bar.symbol]
         share = self.config.max_volume_share
@@ -309,7 +343,7 @@ class MatchingEngine:
             immediate = order.type is OrderType.MARKET or order.tif in _IMMEDIATE
             if immediate or (order.reduce_only and self._reduce_only_qty(order, order.leaves_qty) == 0):
                 self._close_order(order, ts)
-        if arrival and budget is not None and volume_left is not None:
+        if (arrival or keep_spent) and budget is not None and volume_left is not None:
             self._volume_spent[bar.symbol] = spent + budget - volume_left
         return fills
 
