@@ -1,6 +1,7 @@
 """Market-data results from the replayed bars: klines (resampled on request), tickers, quotes.
 
-Only bars up to the replay's current index are visible: the future is never leaked.
+Only bars up to the replay's current index are visible: the future is never leaked. Klines are
+the closed bars; tickers may show the price the bar now forming trades at (`last`).
 """
 
 from decimal import Decimal
@@ -75,11 +76,15 @@ def quote(inst: Instrument, close: float) -> tuple[Decimal, Decimal]:
     return last - inst.tick_size, last + inst.tick_size
 
 
-def ticker(series: BarSeries, upto: int, inst: Instrument, funding_rate: Decimal) -> dict[str, object]:
+def ticker(
+    series: BarSeries, upto: int, inst: Instrument, funding_rate: Decimal, last: float | None = None
+) -> dict[str, object]:
+    """Bar `upto` and the day before it; `last` (default: its close) is the price now, which the
+    last, mark, index and quote prices show and the day's high and low include."""
     ts = int(series.ts[upto])
     day = int(np.searchsorted(series.ts, ts - DAY_MS + 1, "left"))
     window = slice(day, upto + 1)
-    close = float(series.close[upto])
+    close = float(series.close[upto]) if last is None else last
     tick = inst.tick_size
     last = inst.round_price(close)
     prev24 = inst.round_price(float(series.open[day]))
@@ -95,8 +100,8 @@ def ticker(series: BarSeries, upto: int, inst: Instrument, funding_rate: Decimal
         "markPrice": fmt_step(last, tick),
         "prevPrice24h": fmt_step(prev24, tick),
         "price24hPcnt": fmt(((last - prev24) / prev24).quantize(Decimal("0.000001"))) if prev24 else "0",
-        "highPrice24h": fmt_step(inst.round_price(float(series.high[window].max())), tick),
-        "lowPrice24h": fmt_step(inst.round_price(float(series.low[window].min())), tick),
+        "highPrice24h": fmt_step(inst.round_price(max(float(series.high[window].max()), close)), tick),
+        "lowPrice24h": fmt_step(inst.round_price(min(float(series.low[window].min()), close)), tick),
         "prevPrice1h": fmt_step(prev1h, tick),
         "openInterest": "0",
         "openInterestValue": "0",

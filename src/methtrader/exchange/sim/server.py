@@ -133,7 +133,7 @@ def _tickers(ex: SimExchange, params: Params) -> object:
     symbol = _symbol(ex, params, required=False)
     with ex.lock:
         items = [
-            ticker(ex.series, ex.index, inst, ex.config.funding_rate)
+            ticker(ex.series, ex.index, inst, ex.config.funding_rate, ex.price_now())
             for inst in ex.instruments.values()
             if symbol in (None, inst.symbol)
         ]

@@ -1,6 +1,8 @@
 """Bybit V5 WebSocket streams: `/v5/public/{channel}` (kline, tickers, publicTrade, orderbook,
 synthesised from the replayed bars) and `/v5/private` (auth, then order, execution, position,
 wallet). Ping/pong, acks and payloads follow Bybit's formats; the topic echoes what was subscribed.
+Tickers, trades and the book follow the price along the live bar's path, on every move of it;
+klines are the closed bars, pushed when a bar closes.
 """
 
 import asyncio
@@ -20,6 +22,7 @@ from methtrader.exchange.sim.venue import Event, SimExchange, now_ms
 from methtrader.model import Fill, Order
 
 PRIVATE_TOPICS = {"order", "execution", "position", "wallet"}
+PRICE_TOPICS = ("tickers", "orderbook", "publicTrade")  # pushed again when the price moves
 ORDERBOOK_DEPTHS = {"1", "50", "200", "500", "1000"}
 
 
@@ -70,12 +73,13 @@ class Connection:
         inst = ex.instruments[parts[-1]]
         i = ex.index
         now = now_ms()
+        price = ex.price_now()
         self.seq += 1
         if parts[0] == "tickers":
-            data = ticker(ex.series, i, inst, ex.config.funding_rate)
+            data = ticker(ex.series, i, inst, ex.config.funding_rate, price)
             return {"topic": topic, "type": "snapshot", "data": data, "cs": self.seq, "ts": now}
         if parts[0] == "orderbook":
-            bid, ask = quote(inst, float(ex.series.close[i]))
+            bid, ask = quote(inst, price)
             self.book_update += 1
             step = inst.qty_step
             size = payloads.fmt_step(max(step, inst.round_qty(float(ex.series.volume[i]) / 100)), step)
@@ -88,7 +92,7 @@ class Connection:
             }
             return {"topic": topic, "type": "snapshot", "ts": now, "data": data, "cts": now}
         if parts[0] == "publicTrade":
-            close, open_ = float(ex.series.close[i]), float(ex.series.open[i])
+            close, open_ = price, ex.live_bar().open
             trade = {
                 "T": now,
                 "s": inst.symbol,
@@ -126,9 +130,11 @@ class Connection:
     # ------------------------------------------------------------------ exchange events
     def on_event(self, event: Event) -> None:
         kind, uid, payload = event
-        if kind == "bar":
+        if kind in ("bar", "tick"):
             if not self.private:
                 for topic in sorted(self.topics):
+                    if kind == "tick" and topic.split(".", 1)[0] not in PRICE_TOPICS:
+                        continue
                     message = self.public_message(topic)
                     if message is not None:
                         self.push(message)

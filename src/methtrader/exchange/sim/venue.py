@@ -4,10 +4,14 @@ Wall-clock milliseconds are the exchange's time (clients sign with real time; or
 `/v5/market/time` use it). The replayed bars keep their own historical timestamps: klines and
 tickers report them, and `speed` × real time sets how fast they advance.
 
-Between two steps the last shown bar has closed and the next one has opened: its open is the
-price the venue trades at now. Market orders (and limits that cross it) fill at once, as on Bybit,
-at the same price a backtest gives them (the next bar's open); resting limits fill at the step
-that replays the bar whose range reaches them, and funding is due when a bar opens.
+Between two steps the last shown bar has closed and the next one has opened. Market orders (and
+limits that cross its open) fill at once, as on Bybit, at the same price a backtest gives them (the
+next bar's open); funding is due when a bar opens. Over the bar's duration its price moves along
+an intrabar path (path.py): tickers and the order book show the price on it, and a resting limit
+fills the moment the path reaches it, at the price and fee the bar-based backtest gives it. What
+the path has not filled, the step that closes the bar matches as before. An order arriving later
+in the bar is still matched on arrival against the bar's open, the only price a backtest knows
+between bars; once resting, it fills at the path's next move if the bar has already traded through.
 """
 
 import asyncio
@@ -33,6 +37,7 @@ from methtrader.exchange.sim.keys import KeyStore
 from methtrader.exchange.sim.keys import add_key as _add_key
 from methtrader.exchange.sim.limits_table import RateLimiter, RateLimits
 from methtrader.exchange.sim.matching import MatchingEngine, SimConfig, StepBar
+from methtrader.exchange.sim.path import IntrabarPath
 from methtrader.exchange.sim.payloads import POST_ONLY_TAKE, OrderMeta
 from methtrader.model import (
     BarSeries,
@@ -49,8 +54,10 @@ from methtrader.model.bar import HOUR_MS
 
 FUNDING_MS = 8 * HOUR_MS
 DEFAULT_STATE_DIR = "var/sim"
+PATH_STEPS = 4  # moves along the intrabar path per bar at speed > 0, the bar's close included
 
-# (kind, uid or None for public, payload); kinds: "bar", "order", "execution", "position", "wallet"
+# (kind, uid or None for public, payload); kinds: "bar" (a bar closed), "tick" (the price moved
+# along the path), "order", "execution", "position", "wallet"
 Event = tuple[str, str | None, object]
 Listener = Callable[[Event], None]
 
@@ -124,7 +131,7 @@ class SimExchange:
     """The simulated venue. Thread-safe: every public method takes the exchange's lock.
 
     Lifecycle: construct, `await start()` (launches the replay task when speed > 0), `await stop()`.
-    Tests may call `step()` directly instead of running the clock.
+    Tests may call `advance_path()` and `step()` directly instead of running the clock.
 
     `instance_id` (UUID4 hex) is new for every SimExchange object: accounts, positions and fills
     live in memory only (the state dir keeps just the keys), so two instances are two venues, and
@@ -163,6 +170,8 @@ class SimExchange:
         self.instance_id = uuid.uuid4().hex
         self._listeners: list[Listener] = []
         self._task: asyncio.Task[None] | None = None
+        self._path: IntrabarPath | None = None  # of the live bar, made when first needed
+        self.path_fraction = 0.0  # how much of the live bar's duration has gone by
 
     # ----------------------------------------------------------------- lifecycle
     @property
@@ -181,9 +190,16 @@ class SimExchange:
                 await task
 
     async def _run(self) -> None:
-        delay = self.interval_ms / 1000 / self.speed
+        # Deadlines from one start, so sleeping late on a busy loop does not slow the replay down
+        delay = self.interval_ms / 1000 / self.speed / PATH_STEPS
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while not self.finished:
-            await asyncio.sleep(delay)
+            for k in range(1, PATH_STEPS + 1):
+                due += delay
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                if k < PATH_STEPS:
+                    self.advance_path(k / PATH_STEPS)
             self.step()
 
     def add_key(self, uid: str | None = None) -> tuple[str, str, str]:
@@ -231,14 +247,50 @@ class SimExchange:
         last.open = last.high = last.low = last.close
         return last
 
+    def price_now(self) -> float:
+        """The price the live bar trades at now, on its intrabar path (its open right after a
+        step; the last close once the replay has run out)."""
+        with self.lock:
+            return self._live_path().price(self.path_fraction)
+
+    def _live_path(self) -> IntrabarPath:
+        if self._path is None:
+            self._path = IntrabarPath(self.live_bar())
+        return self._path
+
+    def advance_path(self, fraction: float) -> bool:
+        """Move the live bar's price along its path to `fraction` of the bar's duration (never
+        back); resting orders the path reaches fill now, as the bar's step would fill them.
+        False when there is nothing to move (the replay has run out, or it is there already)."""
+        with self.lock:
+            fraction = min(max(fraction, 0.0), 1.0)
+            if self.finished or fraction <= self.path_fraction:
+                return False
+            self.path_fraction = fraction
+            self._emit("tick", None, fraction)
+            self._fill_along_path(now_ms())
+            return True
+
+    def _fill_along_path(self, ts: int) -> None:
+        bar = self.live_bar()
+        traded = self._live_path().traded(self.path_fraction)
+        for account in self.accounts.values():
+            if not account.engine.open_orders[bar.symbol]:
+                continue
+            before = {o.trade_id: o.status for o in self._open(account)}
+            fills = account.engine.match_path(ts, bar, traded)
+            if fills:
+                self._after_fills(account, fills, before)
+
     def step(self) -> bool:
         """Advance the replay by one bar for every account: the bar closes (resting orders it
-        reaches fill), then the next one opens (funding due at its open is paid). False when the
-        data has run out."""
+        reaches and its path has not filled, fill), then the next one opens (funding due at its
+        open is paid) and its path starts at that open. False when the data has run out."""
         with self.lock:
             if self.finished:
                 return False
             self.index += 1
+            self._path, self.path_fraction = None, 0.0
             bar = self.step_bar(self.index, funding_due=False)  # paid when it opened
             opening = [self.step_bar(self.index + 1)] if not self.finished else []
             ts = now_ms()
@@ -248,6 +300,8 @@ class SimExchange:
                 fills = account.engine.process_step(ts, [bar])
                 account.engine.pay_funding(ts, opening)
                 self._after_fills(account, fills, before)
+            if not self.finished:
+                self._fill_along_path(ts)  # resting limits the next bar opens beyond fill at its open
             return True
 
     def _open(self, account: SimAccount) -> list[Order]:
