@@ -85,7 +85,8 @@ def serve(
         fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     sys.stderr.write(
         f"methtrader sim: {instrument.symbol} from {data} at {speed:g}x on http://{host}:{port} "
-        f"(ws://{host}:{port}/v5/public/linear, /v5/private); keys in {state_dir}\n"
+        f"(ws://{host}:{port}/v5/public/linear, /v5/private); keys in {state_dir}; "
+        f"instance {exchange.instance_id}\n"
     )
     try:
         uvicorn.run(create_app(exchange), host=host, port=port, log_level="warning", ws="websockets-sansio")

@@ -77,6 +77,9 @@ def test_server_cli_serve_subprocess(tmp_path: Path) -> None:
                 assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
                 time.sleep(0.1)
         assert reply.json()["retCode"] == 0
+        started = proc.stderr.readline().decode()  # type: ignore[union-attr]
+        assert started.startswith("methtrader sim: BTCUSDT from ")
+        assert started.rstrip().endswith(f"instance {reply.headers['X-Sim-Instance']}")  # which venue
         out = subprocess.run(
             [*cmd, "add-key", "--state-dir", str(tmp_path), "--json"],
             capture_output=True,
