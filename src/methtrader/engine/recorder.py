@@ -251,6 +251,7 @@ class LedgerRecorder:
                 summaries.append({"op": "incident", "collisions": incidents})
             if summaries and self.audit is not None:
                 self.audit(conn, "ledger", summaries)
+                self._direct.memo.clear()  # the chain moved on another connection: read its head anew
         if self.observe_write is not None:
             self.observe_write(time.perf_counter() - start)
         for incident in incidents:
