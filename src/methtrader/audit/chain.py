@@ -195,6 +195,12 @@ def append(target: Target, kind: str, payload: Any, *, ts: int | None = None) ->
 _HEAD = "audit_chain_head"
 
 
+def remember_head(memo: dict[str, Any], entry: AuditEntry) -> None:
+    """After `entry` was committed on another connection: the head a DirectBatch on `memo` may use
+    (if yet another writer moved it since, the append fails on the taken id and reads it anew)."""
+    memo[_HEAD] = (entry.id, entry.hash)
+
+
 def _head(target: Connection | DirectBatch) -> tuple[int, str] | None:
     lock = _statements()[0]
     if isinstance(target, Connection):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError
 
+from methtrader.audit.chain import AuditEntry, remember_head
 from methtrader.store import ledger, rowhash, schema
 from methtrader.store.database import Database, DatabaseError, describe
 from methtrader.store.direct import DirectWriter
@@ -241,6 +242,8 @@ class LedgerRecorder:
     def _commit(self, ops: list[Op]) -> None:
         start = time.perf_counter()
         incidents: list[dict[str, Any]] = []
+        sealed = None
+        self._direct.memo.clear()  # the chain moves on another connection: what it knew goes
         with self.db.begin() as conn:
             summaries = []
             for op in ops:
@@ -250,8 +253,9 @@ class LedgerRecorder:
             if incidents:
                 summaries.append({"op": "incident", "collisions": incidents})
             if summaries and self.audit is not None:
-                self.audit(conn, "ledger", summaries)
-                self._direct.memo.clear()  # the chain moved on another connection: read its head anew
+                sealed = self.audit(conn, "ledger", summaries)
+        if isinstance(sealed, AuditEntry):
+            remember_head(self._direct.memo, sealed)
         if self.observe_write is not None:
             self.observe_write(time.perf_counter() - start)
         for incident in incidents:
