@@ -103,6 +103,7 @@ class RiskGuard:
         self._coarse_cache: tuple | None = None
         self._live = False
         self._absorbed_until = 0
+        self.unknowns: dict[str, str] = {}  # cause -> reason, each unclear state not yet resolved
         self._dd_rules = any(
             v is not None
             for v in (self.config.drawdown_reduce, self.config.drawdown_halt, self.config.daily_loss_halt)
@@ -314,9 +315,12 @@ class RiskGuard:
             "daily_loss_halt": cfg.daily_loss_halt,
         }
 
-    def clear_unknown_state(self, reason: str, ts: int) -> bool:
+    def clear_unknown_state(self, reason: str, ts: int, *, cause: str = "") -> bool:
         """Back to ACTIVE after an unknown state was resolved (database back, journal replayed),
-        only if nothing else tightened the state since; recorded like any change."""
+        only once every cause is resolved and if nothing else tightened the state since."""
+        self.unknowns.pop(cause, None)
+        if self.unknowns:  # another cause (the database, a stream) is still unclear
+            return False
         machine = self.state
         if machine.state is not TradingState.REDUCING or not machine.reason.startswith("unknown state:"):
             return False
@@ -351,9 +355,11 @@ class RiskGuard:
             self.drawdown.rebase()  # the human accepted the loss: measure from here, or it re-halts at once
             self._record(GuardEvent(now, "resume", f"{reason} (by {who})"))
 
-    def unknown_state(self, reason: str, ts: int | None = None) -> None:
-        """Exchange or database state is unclear: block new exposure, keep reducing allowed."""
+    def unknown_state(self, reason: str, ts: int | None = None, *, cause: str = "") -> None:
+        """Exchange or database state is unclear: block new exposure, keep reducing allowed.
+        `cause` names the source ("" the ledger, "stream:private"...); each is cleared on its own."""
         now = self._require_engine().now() if ts is None else ts
+        self.unknowns[cause] = reason
         if self.state.tighten(TradingState.REDUCING, f"unknown state: {reason}", now):
             self._record(GuardEvent(now, "unknown_state", reason))
 
@@ -671,7 +677,7 @@ class RiskGuard:
         if self.control is None:
             return
         if not self.control.healthy:
-            self.unknown_state("control channel unreachable", ts)
+            self.unknown_state("control channel unreachable", ts, cause="control")
         latest = self.control.latest()
         if latest is None or latest.seq <= self._seen_control:
             return
