@@ -7,52 +7,17 @@ import json
 import os
 import subprocess
 import sys
-import time
 from decimal import Decimal
-from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import select
 
 from methtrader.engine.reconcile import FINAL_STATUS
-from methtrader.exchange.sim.runner import free_port
 from methtrader.store import Database, schema
 from support.slack import SlackReceiver
 
-SIM = [sys.executable, "-m", "methtrader.cli.sim"]
 RUN = [sys.executable, "-m", "methtrader.cli.main", "run", "--quiet", "--metrics-port", "0",
        "-p", "fast=2", "-p", "slow=5"]  # fmt: skip
-
-
-@pytest.fixture
-def simulator(tmp_path: Path, request: pytest.FixtureRequest):
-    """`methtrader sim serve` in its own process (extra options: the test's `sim_options`), and a key."""
-    state = tmp_path / "sim"
-    port = free_port()
-    options = request.node.callspec.params.get("sim_options", ())
-    proc = subprocess.Popen(
-        [*SIM, "serve", "--port", str(port), "--speed", "7200", "--state-dir", str(state), *options],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            httpx.get(f"{url}/v5/market/time", timeout=1)
-            break
-        except httpx.TransportError:
-            assert proc.poll() is None and time.monotonic() < deadline, "simulator did not start"
-            time.sleep(0.1)
-    created = json.loads(
-        subprocess.run([*SIM, "add-key", "--state-dir", str(state), "--json"], capture_output=True,
-                       check=True, text=True).stdout
-    )  # fmt: skip
-    try:
-        yield url, created["api_key"], created["api_secret"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def exchange_view(url: str, key: str, secret: str) -> tuple[dict[str, str], set[str]]:

@@ -41,6 +41,7 @@ from methtrader.exchange.bybit.streams import (
     StateEvent,
     StreamFeed,
     StreamSettings,
+    StreamState,
 )
 from methtrader.ml.blobs import BlobStore
 from methtrader.model import Bar, Fill, Instrument, Liquidity, Order, OrderStatus, OrderType
@@ -245,6 +246,7 @@ class LiveRunner:
         self._wake = asyncio.Event()
         self._trading = False
         self._warming = False
+        self._blind: set[str] = set()  # streams down since their last reconnect (and reconcile)
         adapter.observers.append(self._observe_headers)
 
     def stop(self) -> None:
@@ -362,8 +364,10 @@ class LiveRunner:
                 self._on_orders(event.orders)
             elif isinstance(event, ReconciledEvent):
                 self._on_reconciled(event)
+                self._see_again("private", f"private stream back, {event.reason} reconciliation done")
             elif isinstance(event, StateEvent):
                 self._sync_status()
+                self._on_stream_state(event)
             elif event is _TICK:
                 self._sync_status()
                 poll = getattr(self.engine.risk, "poll", None)
@@ -504,6 +508,29 @@ class LiveRunner:
                 continue
             self._finals[order.trade_id] = _Final(status, update.cum_exec_qty, update.reject_reason)
             self._settle_order(order)
+
+    def _on_stream_state(self, event: StateEvent) -> None:
+        """A stream down means the session is blind (fills, prices): no new exposure until it is
+        back; the public one on reconnect, the private one once the reconcile after it is done."""
+        if event.state is not StreamState.CONNECTED:
+            if event.stream not in self._blind:
+                self._blind.add(event.stream)
+                detail = f"{event.stream} stream down" + (f": {event.error}" if event.error else "")
+                log.warning("stream down: no new exposure", extra={"detail": detail})
+                unknown = getattr(self.engine.risk, "unknown_state", None)
+                if unknown is not None:
+                    unknown(detail, self.clock.now(), cause=f"stream:{event.stream}")
+        elif event.stream == "public":
+            self._see_again("public", "public stream back")
+
+    def _see_again(self, stream: str, reason: str) -> None:
+        if stream not in self._blind or self.feed.states.get(stream) != str(StreamState.CONNECTED):
+            return
+        self._blind.discard(stream)
+        log.warning("stream back", extra={"detail": reason})
+        clear = getattr(self.engine.risk, "clear_unknown_state", None)
+        if clear is not None:
+            clear(reason, self.clock.now(), cause=f"stream:{stream}")
 
     def _on_reconciled(self, event: ReconciledEvent) -> None:
         """Orders the exchange no longer lists as open are done: every execution they had was
