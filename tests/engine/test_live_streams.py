@@ -4,6 +4,7 @@ also when the private stream is cut, or goes silent, while executions keep happe
 the public stream misses bars."""
 
 import asyncio
+import itertools
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ from methtrader.data import resolve_bars
 from methtrader.engine.live import LiveRunner, LiveStatus
 from methtrader.exchange.bybit.adapter import BybitAdapter, VenueSettings, make_client
 from methtrader.exchange.bybit.streams import (
+    StreamFeed,
     StreamSettings,
     StreamState,
     backoff_delay,
@@ -250,3 +252,33 @@ def test_funding_rows_are_not_fills() -> None:
     fill = parse_execution(row)
     assert fill is not None and fill.qty == Decimal("0.5") and fill.is_maker and fill.ts == 7
     assert parse_execution({**row, "execType": "Funding"}) is None
+
+
+def test_bars_that_close_during_a_slow_warm_up_are_history_not_a_burst(sim: Sim, monkeypatch) -> None:
+    """Issue 10.8: a warm-up slower than a few bars (a slow exchange, a large history) used to trade
+    every bar that closed meanwhile, one after another: a burst of alternating orders. The strategy
+    learns them as history and decides once, on the latest."""
+    history = StreamFeed.history
+
+    async def slow_history(self: StreamFeed, count: int) -> list[Bar]:
+        bars = await history(self, count)
+        await asyncio.sleep(8 * BAR_SECONDS)  # about eight bars close meanwhile
+        return bars
+
+    monkeypatch.setattr(StreamFeed, "history", slow_history)
+    decided: list[float] = []
+    on_bar = Flip.on_bar
+
+    def timed_on_bar(self: Flip, bar: Bar) -> None:
+        decided.append(time.monotonic())
+        on_bar(self, bar)
+
+    monkeypatch.setattr(Flip, "on_bar", timed_on_bar)
+
+    async def script(runner: LiveRunner) -> None:
+        await until(lambda: len(decided) >= 4, what="four decisions")
+
+    _, status = session(sim, script)
+    gaps = [b - a for a, b in itertools.pairwise(decided)]
+    assert min(gaps) > BAR_SECONDS / 3, gaps  # one decision per bar as bars close, never a burst
+    assert not status.errors, status.errors

@@ -281,8 +281,12 @@ class LiveRunner:
             senders = [asyncio.create_task(self._send_loop(), name=f"sender-{i}") for i in range(SENDERS)]
             ticker = asyncio.create_task(self._tick_loop(), name="live-ticker")
             self._warming, self._trading = False, max_bars is None or max_bars > 0
+            # bars that closed while warming up are history by now: the strategy learns them and
+            # decides once, on the latest (trading each would send a burst of stale orders)
             early, self._early = self._early, []
-            for event in early:
+            fresh = [e for e in early if self._last_bar_ts is None or e.bar.ts > self._last_bar_ts]
+            self._warm_up([e.bar for e in fresh[:-1]])
+            for event in fresh[-1:]:
                 self._handle(event)
             while self._trading and not self._stopping.is_set():
                 await self._wake.wait()
