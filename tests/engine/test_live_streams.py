@@ -282,3 +282,19 @@ def test_bars_that_close_during_a_slow_warm_up_are_history_not_a_burst(sim: Sim,
     gaps = [b - a for a, b in itertools.pairwise(decided)]
     assert min(gaps) > BAR_SECONDS / 3, gaps  # one decision per bar as bars close, never a burst
     assert not status.errors, status.errors
+
+
+def test_an_order_the_exchange_refuses_is_an_error_the_session_shows(sim: Sim, monkeypatch, caplog) -> None:
+    """Issue 10.8: orders refused by the exchange (10006, margin...) were closed Rejected in silence;
+    each is a warning line and an error row of the session (the view and the summary show them)."""
+    monkeypatch.setattr(Flip, "qty", Decimal("5000"))  # far beyond the account's margin
+
+    async def script(runner: LiveRunner) -> None:
+        await until(lambda: bool(runner.status.errors), what="the refusal")
+
+    runner, status = session(sim, script)
+    refused = [e for e in status.errors if "rejected by the exchange" in e]
+    assert refused, status.errors
+    assert any(o.trade_id in refused[0] for o in runner.venue.orders.values())  # named by its trade id
+    warnings = [str(getattr(r, "detail", "")) for r in caplog.records if r.levelname == "WARNING"]
+    assert any("rejected by the exchange" in w for w in warnings), warnings

@@ -582,6 +582,8 @@ class LiveRunner:
                 placed = await self.adapter.create_order(order)
             except Exception as exc:
                 self.venue.close(order, OrderStatus.REJECTED, self.clock.now(), f"exchange: {exc}")
+                # a refused order is never quiet: the log, the view's error row and the summary
+                self._error(f"order {order.trade_id} rejected by the exchange: {type(exc).__name__}: {exc}")
                 return
             finally:
                 done.set()
