@@ -124,3 +124,53 @@ def test_restart_after_a_crash_leaves_the_ledger_equal_to_the_exchange(
         assert 0 < filled < qty  # the partial fill, booked once
     assert ledger == statuses  # every other order: the exchange's status
     assert Decimal(check["ledger_position"]) == Decimal(check["exchange_position"])
+
+
+def exchange_position(url: str, key: str, secret: str) -> Decimal:
+    """The account's signed BTCUSDT position, as the exchange reports it."""
+    import asyncio
+
+    from methtrader.exchange.bybit.adapter import BybitAdapter, VenueSettings, make_client
+    from methtrader.exchange.bybit.streams import signed_positions
+
+    async def read() -> Decimal:
+        venue = VenueSettings(network="sim", sim_url=url)
+        adapter = BybitAdapter(make_client(venue, key, secret), venue)
+        try:
+            rows, _ = await adapter.fetch_pages(
+                "privateGetV5PositionList", {"category": "linear", "symbol": "BTCUSDT"}
+            )
+        finally:
+            await adapter.close()
+        return signed_positions(rows).get("BTCUSDT", Decimal(0))
+
+    return asyncio.run(read())
+
+
+def test_a_restart_adopts_the_position_open_on_the_exchange(tmp_path, simulator, log_sink):
+    """Issue 10.1: killed with a position open, the next session started from 0 in memory and kept
+    trading, so the exchange's position drifted to 2-3x the strategy's size. Now the session starts
+    from the exchange's position and the strategy's orders keep it within its size."""
+    url, key, secret = simulator
+    env = {**os.environ, "METHTRADER_API_KEY": key, "METHTRADER_API_SECRET": secret}
+    crashed = subprocess.run(
+        [*RUN, "--sim-url", url, "--bars", "400"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**env, "METHTRADER_CRASH_AT": "after_fill"},
+    )  # fmt: skip
+    log_sink(crashed.stdout + crashed.stderr)
+    held = exchange_position(url, key, secret)
+    assert crashed.returncode == 70 and held != 0  # died with a position open
+    seen = [held]
+    for _ in range(3):  # each restart trades a few bars on top of what the exchange holds
+        again = subprocess.run(
+            [*RUN, "--sim-url", url, "--bars", "8"], cwd=tmp_path, capture_output=True, text=True,
+            timeout=120, env=env,
+        )  # fmt: skip
+        log_sink(again.stdout + again.stderr)
+        assert again.returncode == 0, again.stderr[-2000:]
+        seen.append(exchange_position(url, key, secret))
+        adopted = [
+            json.loads(x) for x in again.stdout.splitlines() if "position adopted from the exchange" in x
+        ]
+        assert adopted or seen[-2:-1] == [Decimal(0)], again.stdout[-3000:]
+    assert all(abs(p) <= Decimal("0.1") for p in seen), seen  # never beyond the strategy's qty

@@ -185,6 +185,7 @@ class LiveRunner:
         blobs: BlobStore | None = None,
         alert: Callable[[str], object] | None = None,
         snapshot_seconds: float = 60.0,
+        adopt_unexplained: bool = False,
     ) -> None:
         if feed is not None and (feed.callback is not None or feed.on_event is not None):
             raise ValueError("the runner handles the feed's events: give it a feed without a handler")
@@ -209,6 +210,7 @@ class LiveRunner:
         }
         self.ledger_check: LedgerReconciliation | None = None
         self.snapshot_seconds = snapshot_seconds  # position and equity into the ledger this often
+        self.adopt_unexplained = adopt_unexplained  # a position the ledger cannot explain: trade on
         self.alert = alert  # incidents an operator must hear of (Slack), beyond the log
         self._crash_at = os.environ.get("METHTRADER_CRASH_AT", "")
         self.venue = LiveVenue([self.symbol], self._order_changed)
@@ -558,7 +560,9 @@ class LiveRunner:
             ours = self.portfolio.position(self.symbol)
             theirs = event.positions.get(self.symbol, ZERO)
             if ours != theirs:
-                self._error(f"position after {event.reason} reconciliation: ledger {ours}, exchange {theirs}")
+                self._error(
+                    f"position after {event.reason} reconciliation: in memory {ours}, exchange {theirs}"
+                )
 
     # ------------------------------------------------------------------ orders out
     async def _send_loop(self) -> None:
@@ -629,7 +633,7 @@ class LiveRunner:
                 last_snapshot = time.monotonic()
                 self._snapshot()
 
-    def _snapshot(self) -> None:
+    def _snapshot(self, source: str = "engine") -> None:
         """The position and equity as this session books them, into the ledger."""
         if self.recorder is None:
             return
@@ -639,7 +643,7 @@ class LiveRunner:
         mark = to_decimal(price) if price == price else None
         unrealised = held.unrealised_pnl(mark) if held is not None and mark is not None else Decimal(0)
         position = {
-            "symbol": self.symbol, "source": "engine", "qty": held.qty if held else Decimal(0),
+            "symbol": self.symbol, "source": source, "qty": held.qty if held else Decimal(0),
             "cost": held.cost if held else Decimal(0),
             "entry_price": held.avg_entry if held is not None and held.qty else None,
             "mark_price": mark, "realised_pnl": held.realised_pnl if held else Decimal(0),
@@ -719,6 +723,33 @@ class LiveRunner:
             self._error(f"ledger reconciliation: {problem}")
         if problems and self.alert is not None:
             self.alert(f"{self.symbol} ledger reconciliation at start: " + "; ".join(problems))
+        self._adopt(check)
+
+    def _adopt(self, check: LedgerReconciliation) -> None:
+        """The session starts from what the exchange holds, never from zero: its in-memory position
+        becomes the exchange's (recorded as an "adopted" snapshot). One the database ledger cannot
+        explain also blocks new exposure (REDUCING) until a person resumes, unless configured to
+        adopt it as it is."""
+        held = check.exchange_position
+        if held:
+            self.portfolio.adopt(self.symbol, held, check.exchange_entry_price)
+            self.status.position = self.portfolio.position(self.symbol)
+            adopted = {
+                "in_memory_position": str(held),
+                "database_ledger_position": str(check.ledger_position),
+                "entry_price": str(check.exchange_entry_price),
+            }
+            log.warning("position adopted from the exchange", extra=adopted)
+            self._snapshot(source="adopted")
+        if check.consistent or self.adopt_unexplained:
+            return
+        detail = (
+            f"position the ledger cannot explain: database ledger {check.ledger_position}, "
+            f"exchange {check.exchange_position} (adopted in memory; resume once checked)"
+        )
+        unknown = getattr(self.engine.risk, "unknown_state", None)
+        if unknown is not None:
+            unknown(detail, self.clock.now(), cause="position")
 
     def _crash(self, point: str) -> None:
         """Chaos testing: die here, as a power cut would, when METHTRADER_CRASH_AT names `point`."""

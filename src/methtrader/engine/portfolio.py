@@ -24,6 +24,11 @@ class Portfolio:
         self.account.book_fill(fill.symbol, fill.signed_qty, fill.price, fill.fee)
         self._snapshot = None
 
+    def adopt(self, symbol: str, qty: Decimal, entry_price: Decimal) -> None:
+        """Take over a position held on the venue (at its entry price, no fee, no PnL)."""
+        self.account.book_fill(symbol, qty, entry_price, Decimal(0))
+        self._snapshot = None
+
     def on_funding(self, amount: Decimal) -> None:
         self.account.book_funding(amount)
         self._snapshot = None

@@ -44,6 +44,7 @@ class LedgerReconciliation:
     fills_inserted: int = 0
     ledger_position: Decimal = ZERO
     exchange_position: Decimal = ZERO
+    exchange_entry_price: Decimal = ZERO  # the exchange's average entry of that position
 
     @property
     def consistent(self) -> bool:
@@ -140,6 +141,8 @@ async def reconcile_ledger(
         "privateGetV5PositionList", {"category": "linear", "symbol": symbol}
     )
     result.exchange_position = signed_positions(positions).get(symbol, ZERO)
+    entries = [Decimal(str(row.get("avgPrice") or 0)) for row in positions if row.get("symbol") == symbol]
+    result.exchange_entry_price = next((e for e in entries if e), ZERO)
     signed = func.sum(case((fills.c.side == "Buy", fills.c.qty), else_=-fills.c.qty))
     with db.connect() as conn:
         total = conn.execute(select(signed).where(*our_fills)).scalar_one()
