@@ -353,6 +353,7 @@ class RiskGuard:
         if self.state.resume(reason, now, who):
             self._flattening = False
             self.drawdown.rebase()  # the human accepted the loss: measure from here, or it re-halts at once
+            self.unknowns.pop("position", None)  # a person checked the position the ledger could not explain
             self._record(GuardEvent(now, "resume", f"{reason} (by {who})"))
 
     def unknown_state(self, reason: str, ts: int | None = None, *, cause: str = "") -> None:
