@@ -523,9 +523,7 @@ class LiveRunner:
                 self._blind.add(event.stream)
                 detail = f"{event.stream} stream down" + (f": {event.error}" if event.error else "")
                 log.warning("stream down: no new exposure", extra={"detail": detail})
-                unknown = getattr(self.engine.risk, "unknown_state", None)
-                if unknown is not None:
-                    unknown(detail, self.clock.now(), cause=f"stream:{event.stream}")
+                self._unclear(detail, f"stream:{event.stream}")
         elif event.stream == "public":
             self._see_again("public", "public stream back")
 
@@ -747,9 +745,13 @@ class LiveRunner:
             f"position the ledger cannot explain: database ledger {check.ledger_position}, "
             f"exchange {check.exchange_position} (adopted in memory; resume once checked)"
         )
+        self._unclear(detail, "position")
+
+    def _unclear(self, detail: str, cause: str) -> None:
+        """Tell the risk guard (if the engine has one) that the session cannot see `cause` clearly."""
         unknown = getattr(self.engine.risk, "unknown_state", None)
         if unknown is not None:
-            unknown(detail, self.clock.now(), cause="position")
+            unknown(detail, self.clock.now(), cause=cause)
 
     def _crash(self, point: str) -> None:
         """Chaos testing: die here, as a power cut would, when METHTRADER_CRASH_AT names `point`."""

@@ -277,8 +277,7 @@ class LedgerRecorder:
                         batch.insert(schema.metadata.tables[table], row, None)
                     if self.audit is not None:
                         self.audit(batch, "ledger", summaries)
-                    batch.commit()
-                break
+                break  # committed as the block ended
             except IntegrityError:
                 return False
             except UNREACHABLE:

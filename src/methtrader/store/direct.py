@@ -165,35 +165,36 @@ class DirectBatch:
 
     def flush(self) -> None:
         """Send the queued writes, as one statement."""
+        self._send_queued(begin=True)
+
+    def commit(self) -> None:
+        """Flush, then commit the transaction the connection is in. A batch that opens its own
+        and has only writes queued sends them as one statement: the server commits it as it ends."""
+        if not self._begun:
+            self._send_queued(begin=False)
+            return
+        self.flush()
+        with self._translated("COMMIT"):
+            self.raw.commit()
+
+    def _send_queued(self, begin: bool) -> None:
         if not self._queued:
             return
         queued, self._queued = self._queued, []
         if len(queued) == 1:
-            self._run(queued[0][0].sql, queued[0][1], Pending())
+            self._run(queued[0][0].sql, queued[0][1], Pending(), begin)
             return
         combined: dict[str, Any] = {}
         for i, (_, parameters) in enumerate(queued):
             combined.update({f"s{i}_{name}": value for name, value in parameters.items()})
-        self._run(_combined(tuple(prepared for prepared, _ in queued)), combined, Pending())
+        self._run(_combined(tuple(prepared for prepared, _ in queued)), combined, Pending(), begin)
 
-    def commit(self) -> None:
-        """Flush, then commit the transaction the connection is in."""
-        if not self._begun and self._queued:  # one statement: the server commits it as it ends
+    def _run(self, sql: str, parameters: Any, pending: Pending, begin: bool = True) -> None:
+        if begin and not self._begun:
             self._begun = True
-            self.flush()
-            self._begun = False
-            return
-        self.flush()
-        if self._begun:
-            with self._translated("COMMIT"):
-                self.raw.commit()
-
-    def _run(self, sql: str, parameters: Any, pending: Pending) -> None:
-        if not self._begun:
-            self._begun = True
-            begin = "BEGIN IMMEDIATE" if self.dialect.name == "sqlite" else "BEGIN"
-            with self._translated(begin):  # SQLite: take the write lock now, not at the first write
-                self.raw.execute(begin)
+            opening = "BEGIN IMMEDIATE" if self.dialect.name == "sqlite" else "BEGIN"
+            with self._translated(opening):  # SQLite: take the write lock now, not at the first write
+                self.raw.execute(opening)
         with self._translated(sql, parameters):
             cursor = self.raw.cursor()
             cursor.execute(sql, parameters)
@@ -250,8 +251,7 @@ class DirectWriter:
             self._held = held
         batch = DirectBatch(self._held.driver_connection, self.engine.dialect, self.memo, begins=True)
         try:
-            with batch:
-                yield batch
+            yield batch
             batch.commit()
         except BaseException:
             self._drop(rollback=True)
